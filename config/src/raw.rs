@@ -1,0 +1,423 @@
+//! The file as written: serde structs with `deny_unknown_fields`, defaults filled in, nothing
+//! resolved yet. [`crate::model`] is what the rest of spinegate reads.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use crate::model::{
+    ClientCertificatePolicy, EkuPolicy, HostHeader, LogFormat, SessionResumption, UpstreamProtocol, UserIdField,
+};
+
+/// A duration written as `"30s"`, `"5m"`, `"90d"` (humantime syntax).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map(HumanDuration).map_err(|e| {
+            serde::de::Error::custom(format!("invalid duration {text:?}: {e} (write e.g. \"30s\", \"5m\", \"90d\")"))
+        })
+    }
+}
+
+fn secs(n: u64) -> HumanDuration {
+    HumanDuration(Duration::from_secs(n))
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[admin]`.
+    #[serde(default)]
+    pub admin: RawAdmin,
+    /// `[[listener]]`.
+    #[serde(default)]
+    pub listener: Vec<Spanned<RawListener>>,
+    /// `[client_auth]`.
+    #[serde(default)]
+    pub client_auth: RawClientAuth,
+    /// `[chain_cache]`.
+    #[serde(default)]
+    pub chain_cache: RawChainCache,
+    /// `[limits]`.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// `[[upstream]]`.
+    #[serde(default)]
+    pub upstream: Vec<Spanned<RawUpstream>>,
+    /// `[[route]]`.
+    #[serde(default)]
+    pub route: Vec<Spanned<RawRoute>>,
+    /// `[log]`.
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[admin]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Address of the admin listener (`/healthz`, `/readyz`, `/metrics`).
+    #[serde(default = "default_admin_listen")]
+    pub listen: Spanned<String>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self { listen: default_admin_listen() }
+    }
+}
+
+fn default_admin_listen() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:9901".to_owned())
+}
+
+/// `[[listener]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    /// Name used in logs and metrics.
+    pub name: Spanned<String>,
+    /// Socket address to bind.
+    pub listen: Spanned<String>,
+    /// `"require"` or `"request"`.
+    #[serde(default = "default_client_certificate")]
+    pub client_certificate: ClientCertificatePolicy,
+    /// Subset of `"1.3"`, `"1.2"`.
+    #[serde(default = "default_tls_versions")]
+    pub tls_versions: Spanned<Vec<String>>,
+    /// Subset of `"h2"`, `"http/1.1"`, in preference order.
+    #[serde(default = "default_alpn")]
+    pub alpn: Spanned<Vec<String>>,
+    /// `"tickets"`, `"session_ids"` or `"off"`.
+    #[serde(default = "default_session_resumption")]
+    pub session_resumption: SessionResumption,
+    /// `[[listener.certificate]]`.
+    #[serde(default)]
+    pub certificate: Vec<Spanned<RawServerCertificate>>,
+}
+
+fn default_client_certificate() -> ClientCertificatePolicy {
+    ClientCertificatePolicy::Require
+}
+fn default_tls_versions() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, vec!["1.3".into(), "1.2".into()])
+}
+fn default_alpn() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, vec!["h2".into(), "http/1.1".into()])
+}
+fn default_session_resumption() -> SessionResumption {
+    SessionResumption::Tickets
+}
+
+/// `[[listener.certificate]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerCertificate {
+    /// PEM chain, leaf first.
+    pub cert: Spanned<String>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Spanned<String>,
+    /// SNI names this certificate answers; empty makes it the default.
+    #[serde(default)]
+    pub server_names: Vec<Spanned<String>>,
+}
+
+/// `[client_auth]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientAuth {
+    /// PEM files of trusted root certificates.
+    #[serde(default)]
+    pub trust_anchors: Vec<Spanned<String>>,
+    /// PEM files of intermediate CA certificates to build paths with, besides those the client sends.
+    #[serde(default)]
+    pub intermediates: Vec<Spanned<String>>,
+    /// Most certificates in a path, counting leaf and trust anchor.
+    #[serde(default = "default_max_chain_length")]
+    pub max_chain_length: Spanned<u64>,
+    /// Most bytes the client may present in its certificate chain.
+    #[serde(default = "default_max_chain_bytes")]
+    pub max_chain_bytes: Spanned<u64>,
+    /// `"require"` or `"require_if_present"`.
+    #[serde(default = "default_client_auth_eku")]
+    pub client_auth_eku: EkuPolicy,
+    /// How long before notAfter users are warned.
+    #[serde(default = "default_expiry_warning")]
+    pub expiry_warning: HumanDuration,
+    /// The identity rule for issuers without their own.
+    #[serde(default)]
+    pub identity: RawIdentityRule,
+    /// `[[client_auth.issuer]]`.
+    #[serde(default)]
+    pub issuer: Vec<Spanned<RawIssuer>>,
+}
+
+impl Default for RawClientAuth {
+    fn default() -> Self {
+        Self {
+            trust_anchors: Vec::new(),
+            intermediates: Vec::new(),
+            max_chain_length: default_max_chain_length(),
+            max_chain_bytes: default_max_chain_bytes(),
+            client_auth_eku: default_client_auth_eku(),
+            expiry_warning: default_expiry_warning(),
+            identity: RawIdentityRule::default(),
+            issuer: Vec::new(),
+        }
+    }
+}
+
+fn default_max_chain_length() -> Spanned<u64> {
+    Spanned::new(0..0, 4)
+}
+fn default_max_chain_bytes() -> Spanned<u64> {
+    Spanned::new(0..0, 16 * 1024)
+}
+fn default_client_auth_eku() -> EkuPolicy {
+    EkuPolicy::Require
+}
+fn default_expiry_warning() -> HumanDuration {
+    secs(90 * 86_400)
+}
+
+/// How the user id is read from a certificate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentityRule {
+    /// `"subject_cn_prefix"`, `"subject_serial_number"` or `"subject_uid"`.
+    #[serde(default = "default_user_id")]
+    pub user_id: UserIdField,
+    /// Separator after the user id in the CN (for `subject_cn_prefix`).
+    #[serde(default = "default_separator")]
+    pub separator: Spanned<String>,
+    /// The subject must contain `OU=<this>`; empty string: no requirement.
+    #[serde(default = "default_ou")]
+    pub subject_ou: String,
+    /// The subject must contain `O=<this>`; empty string: no requirement.
+    #[serde(default = "default_o")]
+    pub subject_o: String,
+}
+
+impl Default for RawIdentityRule {
+    fn default() -> Self {
+        Self {
+            user_id: default_user_id(),
+            separator: default_separator(),
+            subject_ou: default_ou(),
+            subject_o: default_o(),
+        }
+    }
+}
+
+fn default_user_id() -> UserIdField {
+    UserIdField::SubjectCnPrefix
+}
+fn default_separator() -> Spanned<String> {
+    Spanned::new(0..0, "_".to_owned())
+}
+fn default_ou() -> String {
+    "People".to_owned()
+}
+fn default_o() -> String {
+    "nhs".to_owned()
+}
+
+/// `[[client_auth.issuer]]`: settings for the certificates one CA issues.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    /// Name in logs and metrics.
+    pub name: Spanned<String>,
+    /// PEM file with the issuing CA's certificate.
+    pub certificate: Spanned<String>,
+    /// Identity rule for this CA's certificates; the `[client_auth.identity]` rule when absent.
+    pub identity: Option<RawIdentityRule>,
+}
+
+/// `[chain_cache]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChainCache {
+    /// Most verified chains remembered.
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: Spanned<u64>,
+    /// Longest a verification is reused.
+    #[serde(default = "default_cache_ttl")]
+    pub max_ttl: HumanDuration,
+}
+
+impl Default for RawChainCache {
+    fn default() -> Self {
+        Self { max_entries: default_cache_entries(), max_ttl: default_cache_ttl() }
+    }
+}
+
+fn default_cache_entries() -> Spanned<u64> {
+    Spanned::new(0..0, 100_000)
+}
+fn default_cache_ttl() -> HumanDuration {
+    secs(3600)
+}
+
+/// `[limits]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Most bytes of request headers (431 beyond).
+    #[serde(default = "default_header_bytes")]
+    pub max_request_header_bytes: Spanned<u64>,
+    /// Most bytes of request body (413 beyond).
+    #[serde(default = "default_body_bytes")]
+    pub max_request_body_bytes: u64,
+    /// Time allowed for a client to send request headers.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: HumanDuration,
+    /// An idle keep-alive connection is closed after this long.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// Time allowed for the TLS handshake.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout: HumanDuration,
+    /// Most concurrent connections per listener; more wait in the kernel's accept queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: Spanned<u64>,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_request_header_bytes: default_header_bytes(),
+            max_request_body_bytes: default_body_bytes(),
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            handshake_timeout: default_handshake_timeout(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+fn default_header_bytes() -> Spanned<u64> {
+    Spanned::new(0..0, 32 * 1024)
+}
+fn default_body_bytes() -> u64 {
+    10 * 1024 * 1024
+}
+fn default_header_read_timeout() -> HumanDuration {
+    secs(10)
+}
+fn default_idle_timeout() -> HumanDuration {
+    secs(600)
+}
+fn default_handshake_timeout() -> HumanDuration {
+    secs(10)
+}
+fn default_max_connections() -> Spanned<u64> {
+    Spanned::new(0..0, 10_000)
+}
+
+/// `[[upstream]]`: one named cluster of patient-data service endpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// Name routes refer to.
+    pub name: Spanned<String>,
+    /// `http://host:port` or `https://host:port` URLs; requests are spread round-robin.
+    pub endpoints: Spanned<Vec<Spanned<String>>>,
+    /// `"http1"`, `"http2"` or `"negotiate"` (ALPN; HTTP/1.1 on plain connections).
+    #[serde(default = "default_protocol")]
+    pub protocol: UpstreamProtocol,
+    /// Time allowed to open a connection.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Time allowed from sending the request to receiving response headers.
+    #[serde(default = "default_response_timeout")]
+    pub response_timeout: HumanDuration,
+    /// Pooled idle connections are closed after this long.
+    #[serde(default = "default_pool_idle")]
+    pub pool_idle_timeout: HumanDuration,
+    /// Most idle pooled connections per endpoint.
+    #[serde(default = "default_pool_max_idle")]
+    pub pool_max_idle_per_endpoint: u64,
+    /// `"upstream"` (Host is the endpoint's authority) or `"preserve"` (the client's Host).
+    #[serde(default = "default_host_header")]
+    pub host_header: HostHeader,
+    /// `[upstream.tls]` for `https://` endpoints.
+    pub tls: Option<RawUpstreamTls>,
+}
+
+fn default_protocol() -> UpstreamProtocol {
+    UpstreamProtocol::Http1
+}
+fn default_connect_timeout() -> HumanDuration {
+    secs(2)
+}
+fn default_response_timeout() -> HumanDuration {
+    secs(30)
+}
+fn default_pool_idle() -> HumanDuration {
+    secs(90)
+}
+fn default_pool_max_idle() -> u64 {
+    64
+}
+fn default_host_header() -> HostHeader {
+    HostHeader::Upstream
+}
+
+/// `[upstream.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// PEM files of CAs that may sign the upstream's server certificate.
+    pub ca: Spanned<Vec<Spanned<String>>>,
+    /// The gateway's own client certificate chain (PEM) for mutual TLS.
+    pub client_certificate: Option<Spanned<String>>,
+    /// Its private key.
+    pub client_key: Option<Spanned<String>>,
+    /// Name to send in SNI and verify, instead of the endpoint's host.
+    pub server_name: Option<Spanned<String>>,
+}
+
+/// `[[route]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Name in logs and metrics.
+    pub name: Spanned<String>,
+    /// Host (without port) this route answers; any host when absent.
+    pub host: Option<Spanned<String>>,
+    /// Path prefix, matched on whole segments.
+    pub path_prefix: Spanned<String>,
+    /// Name of the `[[upstream]]` to forward to.
+    pub upstream: Spanned<String>,
+}
+
+/// `[log]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `tracing` filter directive; `RUST_LOG` overrides it.
+    #[serde(default = "default_level")]
+    pub level: String,
+    /// `"json"` or `"text"`.
+    #[serde(default = "default_log_format")]
+    pub format: LogFormat,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self { level: default_level(), format: default_log_format() }
+    }
+}
+
+fn default_level() -> String {
+    "info".to_owned()
+}
+fn default_log_format() -> LogFormat {
+    LogFormat::Json
+}

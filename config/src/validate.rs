@@ -1,0 +1,512 @@
+//! Raw file -> validated [`Config`].
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use crate::error::{ConfigError, Location};
+use crate::model::*;
+use crate::raw::*;
+
+/// Carries the text and file name so every check can point at its span.
+struct Ctx<'a> {
+    text: &'a str,
+    origin: Option<&'a Path>,
+    base: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn invalid(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        // Defaults carry the empty span 0..0; point at the file start for them.
+        ConfigError::Invalid {
+            location: Location::of_span(self.text, &span, self.origin.map(Path::to_path_buf)),
+            message: message.into(),
+        }
+    }
+
+    fn global(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::Global { file: self.origin.map(Path::to_path_buf), message: message.into() }
+    }
+
+    fn path(&self, p: &Spanned<String>) -> Result<PathBuf, ConfigError> {
+        if p.get_ref().trim().is_empty() {
+            return Err(self.invalid(p.span(), "path is empty"));
+        }
+        let path = Path::new(p.get_ref());
+        Ok(if path.is_absolute() { path.to_path_buf() } else { self.base.join(path) })
+    }
+
+    fn addr(&self, s: &Spanned<String>) -> Result<SocketAddr, ConfigError> {
+        s.get_ref().parse().map_err(|e| {
+            self.invalid(
+                s.span(),
+                format!("{:?} is not a socket address (write e.g. \"0.0.0.0:8443\"): {e}", s.get_ref()),
+            )
+        })
+    }
+
+    fn nonzero(&self, n: &Spanned<u64>, what: &str) -> Result<NonZeroUsize, ConfigError> {
+        usize::try_from(*n.get_ref())
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .ok_or_else(|| self.invalid(n.span(), format!("{what} must be at least 1")))
+    }
+}
+
+pub(crate) fn validate(text: &str, origin: Option<&Path>, base: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        location: Location::of_span(text, &e.span().unwrap_or(0..0), origin.map(Path::to_path_buf)),
+        message: e.message().trim().to_owned(),
+    })?;
+    let ctx = Ctx { text, origin, base };
+
+    let admin = Admin { listen: ctx.addr(&raw.admin.listen)? };
+    let listeners = listeners(&ctx, &raw.listener)?;
+    let upstreams = upstreams(&ctx, &raw.upstream)?;
+    let routes = routes(&ctx, &raw.route, &upstreams)?;
+    let client_auth = client_auth(&ctx, &raw.client_auth)?;
+
+    let chain_cache = ChainCacheOptions {
+        max_entries: NonZeroU64::new(*raw.chain_cache.max_entries.get_ref())
+            .ok_or_else(|| ctx.invalid(raw.chain_cache.max_entries.span(), "max_entries must be at least 1"))?,
+        max_ttl: raw.chain_cache.max_ttl.0,
+    };
+
+    let l = &raw.limits;
+    let limits = Limits {
+        max_request_header_bytes: ctx.nonzero(&l.max_request_header_bytes, "max_request_header_bytes")?,
+        max_request_body_bytes: l.max_request_body_bytes,
+        header_read_timeout: l.header_read_timeout.0,
+        idle_timeout: l.idle_timeout.0,
+        handshake_timeout: l.handshake_timeout.0,
+        max_connections: ctx.nonzero(&l.max_connections, "max_connections")?,
+    };
+    if limits.max_request_header_bytes.get() < 1024 {
+        return Err(ctx.invalid(
+            l.max_request_header_bytes.span(),
+            "max_request_header_bytes below 1024 would refuse ordinary requests",
+        ));
+    }
+
+    Ok(Config {
+        admin,
+        listeners,
+        client_auth,
+        chain_cache,
+        limits,
+        upstreams,
+        routes,
+        log: Log { level: raw.log.level, format: raw.log.format },
+    })
+}
+
+fn listeners(ctx: &Ctx<'_>, raw: &[Spanned<RawListener>]) -> Result<Vec<Listener>, ConfigError> {
+    if raw.is_empty() {
+        return Err(ctx.global("no [[listener]] is configured; spinegate needs at least one"));
+    }
+    let mut names = HashSet::new();
+    let mut addrs = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for spanned in raw {
+        let l = spanned.get_ref();
+        if !names.insert(l.name.get_ref().clone()) {
+            return Err(ctx.invalid(l.name.span(), format!("listener name {:?} is used twice", l.name.get_ref())));
+        }
+        let listen = ctx.addr(&l.listen)?;
+        if !addrs.insert(listen) {
+            return Err(ctx.invalid(l.listen.span(), format!("address {listen} is used by two listeners")));
+        }
+        out.push(Listener {
+            name: l.name.get_ref().clone(),
+            listen,
+            client_certificate: l.client_certificate,
+            tls_versions: tls_versions(ctx, &l.tls_versions)?,
+            alpn: alpn(ctx, &l.alpn)?,
+            session_resumption: l.session_resumption,
+            certificates: server_certificates(ctx, spanned)?,
+        });
+    }
+    Ok(out)
+}
+
+fn tls_versions(ctx: &Ctx<'_>, raw: &Spanned<Vec<String>>) -> Result<Vec<TlsVersion>, ConfigError> {
+    let mut out = Vec::new();
+    for v in raw.get_ref() {
+        let version = match v.as_str() {
+            "1.3" => TlsVersion::Tls13,
+            "1.2" => TlsVersion::Tls12,
+            other => {
+                return Err(
+                    ctx.invalid(raw.span(), format!("unsupported TLS version {other:?}; use \"1.3\" and/or \"1.2\""))
+                );
+            }
+        };
+        if out.contains(&version) {
+            return Err(ctx.invalid(raw.span(), format!("TLS version {v:?} is listed twice")));
+        }
+        out.push(version);
+    }
+    if out.is_empty() {
+        return Err(ctx.invalid(raw.span(), "tls_versions is empty"));
+    }
+    Ok(out)
+}
+
+fn alpn(ctx: &Ctx<'_>, raw: &Spanned<Vec<String>>) -> Result<Vec<Alpn>, ConfigError> {
+    let mut out = Vec::new();
+    for v in raw.get_ref() {
+        let proto = match v.as_str() {
+            "h2" => Alpn::H2,
+            "http/1.1" => Alpn::Http11,
+            other => {
+                return Err(ctx.invalid(
+                    raw.span(),
+                    format!("unsupported ALPN protocol {other:?}; use \"h2\" and/or \"http/1.1\""),
+                ));
+            }
+        };
+        if out.contains(&proto) {
+            return Err(ctx.invalid(raw.span(), format!("ALPN protocol {v:?} is listed twice")));
+        }
+        out.push(proto);
+    }
+    if out.is_empty() {
+        return Err(ctx.invalid(raw.span(), "alpn is empty"));
+    }
+    Ok(out)
+}
+
+fn server_certificates(ctx: &Ctx<'_>, listener: &Spanned<RawListener>) -> Result<Vec<ServerCertificate>, ConfigError> {
+    let raw = &listener.get_ref().certificate;
+    if raw.is_empty() {
+        return Err(ctx.invalid(
+            listener.span(),
+            format!("listener {:?} has no [[listener.certificate]]", listener.get_ref().name.get_ref()),
+        ));
+    }
+    let mut defaults = 0;
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for c in raw {
+        let c = c.get_ref();
+        let mut server_names = Vec::with_capacity(c.server_names.len());
+        for name in &c.server_names {
+            let lower = name.get_ref().trim().to_ascii_lowercase();
+            if lower.is_empty() || lower.contains(|ch: char| ch.is_whitespace() || ch == '/' || ch == ':') {
+                return Err(ctx.invalid(name.span(), format!("{:?} is not a DNS name", name.get_ref())));
+            }
+            if !seen.insert(lower.clone()) {
+                return Err(ctx.invalid(name.span(), format!("server name {lower:?} is given to two certificates")));
+            }
+            server_names.push(lower);
+        }
+        if server_names.is_empty() {
+            defaults += 1;
+            if defaults > 1 {
+                return Err(
+                    ctx.invalid(c.cert.span(), "two certificates without server_names; only one can be the default")
+                );
+            }
+        }
+        out.push(ServerCertificate { cert: ctx.path(&c.cert)?, key: ctx.path(&c.key)?, server_names });
+    }
+    Ok(out)
+}
+
+fn client_auth(ctx: &Ctx<'_>, raw: &RawClientAuth) -> Result<ClientAuth, ConfigError> {
+    let max_chain_length = ctx.nonzero(&raw.max_chain_length, "max_chain_length")?;
+    if max_chain_length.get() < 2 {
+        return Err(ctx.invalid(
+            raw.max_chain_length.span(),
+            "max_chain_length counts the leaf and the trust anchor, so it must be at least 2",
+        ));
+    }
+    let default_identity = identity_rule(ctx, &raw.identity)?;
+    let mut names = HashSet::new();
+    let mut issuers = Vec::with_capacity(raw.issuer.len());
+    for i in &raw.issuer {
+        let i = i.get_ref();
+        if !names.insert(i.name.get_ref().clone()) {
+            return Err(ctx.invalid(i.name.span(), format!("issuer name {:?} is used twice", i.name.get_ref())));
+        }
+        issuers.push(Issuer {
+            name: i.name.get_ref().clone(),
+            certificate: ctx.path(&i.certificate)?,
+            identity: match &i.identity {
+                Some(rule) => identity_rule(ctx, rule)?,
+                None => default_identity.clone(),
+            },
+        });
+    }
+    Ok(ClientAuth {
+        trust_anchors: raw.trust_anchors.iter().map(|p| ctx.path(p)).collect::<Result<_, _>>()?,
+        intermediates: raw.intermediates.iter().map(|p| ctx.path(p)).collect::<Result<_, _>>()?,
+        max_chain_length,
+        max_chain_bytes: ctx.nonzero(&raw.max_chain_bytes, "max_chain_bytes")?,
+        client_auth_eku: raw.client_auth_eku,
+        expiry_warning: raw.expiry_warning.0,
+        identity: default_identity,
+        issuers,
+    })
+}
+
+fn identity_rule(ctx: &Ctx<'_>, raw: &RawIdentityRule) -> Result<IdentityRule, ConfigError> {
+    let user_id = match raw.user_id {
+        UserIdField::SubjectCnPrefix => {
+            let mut chars = raw.separator.get_ref().chars();
+            match (chars.next(), chars.next()) {
+                (Some(separator), None) if !separator.is_ascii_digit() => UserIdSource::SubjectCnPrefix { separator },
+                _ => {
+                    return Err(
+                        ctx.invalid(raw.separator.span(), "separator must be exactly one character, and not a digit")
+                    );
+                }
+            }
+        }
+        UserIdField::SubjectSerialNumber => UserIdSource::SubjectSerialNumber,
+        UserIdField::SubjectUid => UserIdSource::SubjectUid,
+    };
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    Ok(IdentityRule { user_id, require_ou: non_empty(&raw.subject_ou), require_o: non_empty(&raw.subject_o) })
+}
+
+fn upstreams(ctx: &Ctx<'_>, raw: &[Spanned<RawUpstream>]) -> Result<Vec<Upstream>, ConfigError> {
+    let mut names = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for spanned in raw {
+        let u = spanned.get_ref();
+        if !names.insert(u.name.get_ref().clone()) {
+            return Err(ctx.invalid(u.name.span(), format!("upstream name {:?} is used twice", u.name.get_ref())));
+        }
+        if u.endpoints.get_ref().is_empty() {
+            return Err(ctx.invalid(u.endpoints.span(), "endpoints is empty"));
+        }
+        let endpoints = u.endpoints.get_ref().iter().map(|e| endpoint(ctx, e)).collect::<Result<Vec<_>, _>>()?;
+        let tls_endpoints = endpoints.iter().filter(|e| e.tls).count();
+        if tls_endpoints != 0 && tls_endpoints != endpoints.len() {
+            return Err(
+                ctx.invalid(u.endpoints.span(), "endpoints mix http:// and https://; use one scheme per upstream")
+            );
+        }
+        let tls = match (&u.tls, tls_endpoints != 0) {
+            (Some(t), true) => Some(upstream_tls(ctx, t)?),
+            (None, false) => None,
+            (None, true) => {
+                return Err(ctx.invalid(
+                    u.endpoints.span(),
+                    "https:// endpoints need an [upstream.tls] table naming the CA that signs them",
+                ));
+            }
+            (Some(_), false) => {
+                return Err(ctx.invalid(spanned.span(), "[upstream.tls] is set but the endpoints are http://"));
+            }
+        };
+        out.push(Upstream {
+            name: u.name.get_ref().clone(),
+            endpoints,
+            protocol: u.protocol,
+            connect_timeout: u.connect_timeout.0,
+            response_timeout: u.response_timeout.0,
+            pool_idle_timeout: u.pool_idle_timeout.0,
+            pool_max_idle_per_endpoint: usize::try_from(u.pool_max_idle_per_endpoint).unwrap_or(usize::MAX),
+            host_header: u.host_header,
+            tls,
+        });
+    }
+    Ok(out)
+}
+
+fn endpoint(ctx: &Ctx<'_>, raw: &Spanned<String>) -> Result<Endpoint, ConfigError> {
+    let bad = |why: &str| ctx.invalid(raw.span(), format!("endpoint {:?}: {why}", raw.get_ref()));
+    let uri: http::Uri = raw.get_ref().parse().map_err(|_| bad("not a URL"))?;
+    let tls = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(bad("scheme must be http:// or https://")),
+    };
+    if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+        return Err(bad("give only scheme, host and port; paths are not rewritten"));
+    }
+    let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("user information is not allowed"));
+    }
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    Ok(Endpoint { tls, host, port })
+}
+
+fn upstream_tls(ctx: &Ctx<'_>, raw: &RawUpstreamTls) -> Result<UpstreamTls, ConfigError> {
+    if raw.ca.get_ref().is_empty() {
+        return Err(ctx.invalid(raw.ca.span(), "ca is empty; name the CA that signs the upstream's certificate"));
+    }
+    let client_identity = match (&raw.client_certificate, &raw.client_key) {
+        (Some(c), Some(k)) => Some((ctx.path(c)?, ctx.path(k)?)),
+        (None, None) => None,
+        (Some(c), None) => return Err(ctx.invalid(c.span(), "client_certificate needs client_key")),
+        (None, Some(k)) => return Err(ctx.invalid(k.span(), "client_key needs client_certificate")),
+    };
+    Ok(UpstreamTls {
+        ca: raw.ca.get_ref().iter().map(|p| ctx.path(p)).collect::<Result<_, _>>()?,
+        client_identity,
+        server_name: match &raw.server_name {
+            Some(s) if is_server_name(s.get_ref()) => Some(s.get_ref().clone()),
+            Some(s) => return Err(ctx.invalid(s.span(), format!("{:?} is not a DNS name or IP address", s.get_ref()))),
+            None => None,
+        },
+    })
+}
+
+/// A DNS name (letters, digits, hyphens, dots; labels of 1–63) or an IP literal.
+fn is_server_name(s: &str) -> bool {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn routes(ctx: &Ctx<'_>, raw: &[Spanned<RawRoute>], upstreams: &[Upstream]) -> Result<Vec<Route>, ConfigError> {
+    let mut names = HashSet::new();
+    let mut keys = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for r in raw {
+        let r = r.get_ref();
+        if !names.insert(r.name.get_ref().clone()) {
+            return Err(ctx.invalid(r.name.span(), format!("route name {:?} is used twice", r.name.get_ref())));
+        }
+        let prefix = r.path_prefix.get_ref();
+        if !prefix.starts_with('/') || prefix.contains(['?', '#']) {
+            return Err(ctx.invalid(r.path_prefix.span(), "path_prefix must start with / and hold no query"));
+        }
+        let path_prefix = if prefix.len() > 1 { prefix.trim_end_matches('/') } else { prefix }.to_owned();
+        let host = r.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase());
+        if !keys.insert((host.clone(), path_prefix.clone())) {
+            return Err(ctx.invalid(r.path_prefix.span(), "another route has the same host and path_prefix"));
+        }
+        let upstream = upstreams.iter().position(|u| u.name == *r.upstream.get_ref()).ok_or_else(|| {
+            ctx.invalid(r.upstream.span(), format!("no [[upstream]] is named {:?}", r.upstream.get_ref()))
+        })?;
+        out.push(Route { name: r.name.get_ref().clone(), host, path_prefix, upstream });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[[listener]]
+name = "clinical"
+listen = "127.0.0.1:8443"
+[[listener.certificate]]
+cert = "server.pem"
+key = "server.key"
+
+[client_auth]
+trust_anchors = ["root.pem"]
+
+[[upstream]]
+name = "pds"
+endpoints = ["http://127.0.0.1:9000"]
+
+[[route]]
+name = "patient"
+path_prefix = "/Patient/"
+upstream = "pds"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        validate(text, Some(Path::new("/etc/spinegate/spinegate.toml")), Path::new("/etc/spinegate"))
+    }
+
+    #[test]
+    fn minimal_text_gets_documented_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.admin.listen, "127.0.0.1:9901".parse().unwrap());
+        assert_eq!(c.listeners[0].client_certificate, ClientCertificatePolicy::Require);
+        assert_eq!(c.listeners[0].tls_versions, vec![TlsVersion::Tls13, TlsVersion::Tls12]);
+        assert_eq!(c.listeners[0].alpn, vec![Alpn::H2, Alpn::Http11]);
+        assert_eq!(c.listeners[0].certificates[0].cert, Path::new("/etc/spinegate/server.pem"));
+        assert_eq!(c.client_auth.expiry_warning.as_secs(), 90 * 86_400);
+        assert_eq!(c.client_auth.max_chain_length.get(), 4);
+        assert_eq!(c.client_auth.identity.user_id, UserIdSource::SubjectCnPrefix { separator: '_' });
+        assert_eq!(c.client_auth.identity.require_ou.as_deref(), Some("People"));
+        assert_eq!(c.routes[0].path_prefix, "/Patient");
+        assert_eq!(c.upstreams[0].endpoints[0].authority(), "127.0.0.1:9000");
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_line_and_column() {
+        let text = MINIMAL.replace("name = \"pds\"", "name = \"pds\"\nretries = 3");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("/etc/spinegate/spinegate.toml:"), "{err}");
+        assert!(err.contains("retries"), "{err}");
+        let line = text.lines().position(|l| l.starts_with("retries")).unwrap() + 1;
+        assert!(err.contains(&format!(":{line}:1")), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_is_refused_at_its_place() {
+        let text = MINIMAL.replace("name = \"pds\"", "name = \"pds\"\nconnect_timeout = \"soon\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("invalid duration \"soon\""), "{err}");
+    }
+
+    #[test]
+    fn route_to_missing_upstream_points_at_the_name() {
+        let text = MINIMAL.replace("upstream = \"pds\"", "upstream = \"pdss\"");
+        let err = parse(&text).unwrap_err();
+        let ConfigError::Invalid { location, message } = err else { panic!("{err}") };
+        assert!(message.contains("pdss"));
+        let line = text.lines().position(|l| l.contains("\"pdss\"")).unwrap() + 1;
+        assert_eq!(location.line, line);
+        assert_eq!(location.column, "upstream = ".len() + 1);
+    }
+
+    #[test]
+    fn https_endpoint_without_tls_table_is_refused() {
+        let text = MINIMAL.replace("http://127.0.0.1:9000", "https://pds.internal");
+        assert!(parse(&text).unwrap_err().to_string().contains("[upstream.tls]"));
+    }
+
+    #[test]
+    fn no_listener_is_refused() {
+        let err = parse("[admin]\nlisten = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(err.to_string().contains("no [[listener]]"), "{err}");
+    }
+
+    #[test]
+    fn two_default_certificates_are_refused() {
+        let text = MINIMAL.replace(
+            "key = \"server.key\"",
+            "key = \"server.key\"\n[[listener.certificate]]\ncert = \"b.pem\"\nkey = \"b.key\"",
+        );
+        assert!(parse(&text).unwrap_err().to_string().contains("only one can be the default"));
+    }
+
+    #[test]
+    fn chain_length_below_two_is_refused() {
+        let text =
+            MINIMAL.replace("trust_anchors = [\"root.pem\"]", "trust_anchors = [\"root.pem\"]\nmax_chain_length = 1");
+        assert!(parse(&text).unwrap_err().to_string().contains("at least 2"));
+    }
+
+    #[test]
+    fn endpoint_with_path_is_refused() {
+        let text = MINIMAL.replace("http://127.0.0.1:9000", "http://127.0.0.1:9000/fhir");
+        assert!(parse(&text).unwrap_err().to_string().contains("paths are not rewritten"));
+    }
+}

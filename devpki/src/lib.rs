@@ -1,0 +1,55 @@
+//! # spinegate-devpki
+//!
+//! Development and test PKI, in code. Tests and `spinegate dev` never read checked-in keys: every
+//! CA, smartcard certificate and server certificate is minted here with rcgen, NHS-style —
+//! a root, an issuing CA, and smartcard leaves with `CN=<user id>_<Surname>_<Forename>, OU=People,
+//! O=nhs` and EKU clientAuth on RSA-2048 keys.
+//!
+//! It also holds the rest of the development world that is not the gateway: the demo
+//! patient-data service that `spinegate dev`, the tests and the benchmarks put behind the gateway,
+//! and the [`Manifest`] that describes a running dev world to its clients.
+//!
+//! ## Layout
+//! - [`ca`]: [`Ca`] (root or intermediate) and the certificates it issues ([`Issued`]).
+//! - [`leaf`]: [`LeafSpec`], what a leaf certificate should say (smartcard or server).
+//! - [`world`]: [`DevWorld`], the dev PKI on disk, created or reused.
+//! - [`manifest`]: [`Manifest`], `DIR/manifest.json`.
+//! - [`demo_service`]: the demo patient-data service (FHIR-flavoured JSON).
+//! - [`nhs_number`]: NHS number check digits.
+
+pub mod ca;
+pub mod demo_service;
+pub mod leaf;
+pub mod manifest;
+pub mod nhs_number;
+pub mod world;
+
+pub use ca::{Ca, Issued, KeyKind};
+pub use leaf::LeafSpec;
+pub use manifest::{Manifest, ManifestUser};
+pub use world::{DevUser, DevWorld, UserState};
+
+/// Errors from minting or storing development PKI.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// rcgen refused the parameters or key.
+    #[error("certificate generation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored file is not what it should be.
+    #[error("{}: {message}", path.display())]
+    Corrupt {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}

@@ -1,0 +1,63 @@
+//! `DIR/manifest.json`: how clients (people, tests, the load tester) find a running dev world.
+//! Field names are a contract: later features add fields, never rename these.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The running dev world.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    /// `https://127.0.0.1:PORT`: the gateway's client-facing listener.
+    pub gateway_url: String,
+    /// `http://127.0.0.1:PORT`: the admin listener.
+    pub admin_url: String,
+    /// PEM of the CA that signed the gateway's server certificate (clients trust this).
+    pub server_ca: PathBuf,
+    /// `http://127.0.0.1:PORT`: the demo patient-data service, directly (bypassing the gateway).
+    pub upstream_url: String,
+    /// The gateway configuration `spinegate dev` generated and runs.
+    pub config: PathBuf,
+    /// Demo users.
+    pub users: Vec<ManifestUser>,
+}
+
+/// One demo user.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ManifestUser {
+    /// Short name (`alice`).
+    pub name: String,
+    /// The 12-digit Care Identity user id.
+    pub user_id: String,
+    /// PEM chain (leaf, then issuing CA), when the user has a smartcard.
+    pub cert: Option<PathBuf>,
+    /// PEM private key, when the user has a smartcard.
+    pub key: Option<PathBuf>,
+    /// What the certificate is for the demo: `valid`, `expiring_soon`, `expired`.
+    pub certificate_state: String,
+    /// The certificate's notAfter, RFC 3339.
+    pub not_after: Option<String>,
+}
+
+impl Manifest {
+    /// Writes `path` atomically (temporary file, then rename), so a reader never sees half.
+    pub fn write(&self, path: &Path) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(self).expect("a manifest always serialises");
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text).map_err(|source| Error::Io { path: tmp.clone(), source })?;
+        std::fs::rename(&tmp, path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    }
+
+    /// Reads a manifest.
+    pub fn read(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        serde_json::from_str(&text).map_err(|e| Error::Corrupt { path: path.to_path_buf(), message: e.to_string() })
+    }
+
+    /// The user called `name`.
+    pub fn user(&self, name: &str) -> Option<&ManifestUser> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}

@@ -1,0 +1,146 @@
+//! Who a certificate says its holder is: the 12-digit Care Identity user id, read by the issuing
+//! CA's [`IdentityRule`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use spinegate_config::{IdentityRule, UserIdSource};
+use spinegate_revocation::CertId;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::oid_registry::{OID_X509_COMMON_NAME, OID_X509_SERIALNUMBER, Oid};
+use x509_parser::x509::X509Name;
+
+/// A Care Identity user id: exactly twelve ASCII digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId([u8; 12]);
+
+impl UserId {
+    /// Parses twelve ASCII digits.
+    pub fn parse(s: &str) -> Option<Self> {
+        let bytes: [u8; 12] = s.as_bytes().try_into().ok()?;
+        bytes.iter().all(u8::is_ascii_digit).then_some(Self(bytes))
+    }
+
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        // Invariant: only ASCII digits are ever stored.
+        std::str::from_utf8(&self.0).expect("user ids are ASCII digits")
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserId({})", self.as_str())
+    }
+}
+
+/// The verified identity of a smartcard certificate's holder, with what per-request checks need.
+#[derive(Clone, Debug)]
+pub struct CertIdentity {
+    /// The user.
+    pub user_id: UserId,
+    /// The issuing CA's configured name (`"default"` when it has no `[[client_auth.issuer]]`).
+    pub issuer_name: Arc<str>,
+    /// Issuer and serial, as revocation sources know the certificate.
+    pub cert_id: CertId,
+    /// The leaf's notAfter, seconds since the Unix epoch.
+    pub not_after: u64,
+    /// The same instant in RFC 3339, computed once for the expiry warning.
+    pub not_after_rfc3339: Arc<str>,
+}
+
+/// Why a certificate carries no usable identity.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// The subject lacks the attribute the rule reads, or has it more than once.
+    #[error("subject has {count} {attribute} attributes; exactly one is required")]
+    AttributeCount {
+        /// Which attribute.
+        attribute: &'static str,
+        /// How many were found.
+        count: usize,
+    },
+    /// The attribute is there but holds no 12-digit user id.
+    #[error("{attribute} does not carry a 12-digit user id")]
+    NotAUserId {
+        /// Which attribute.
+        attribute: &'static str,
+    },
+    /// A required OU or O is missing.
+    #[error("subject lacks the required {attribute}={expected}")]
+    SubjectMismatch {
+        /// `OU` or `O`.
+        attribute: &'static str,
+        /// The required value.
+        expected: String,
+    },
+}
+
+/// Reads the user id from `leaf` by `rule`.
+pub fn user_id(leaf: &X509Certificate<'_>, rule: &IdentityRule) -> Result<UserId, IdentityError> {
+    let subject = leaf.subject();
+    if let Some(ou) = &rule.require_ou {
+        require(subject.iter_organizational_unit(), "OU", ou)?;
+    }
+    if let Some(o) = &rule.require_o {
+        require(subject.iter_organization(), "O", o)?;
+    }
+    match &rule.user_id {
+        UserIdSource::SubjectCnPrefix { separator } => {
+            let cn = single(subject, &OID_X509_COMMON_NAME, "CN")?;
+            let prefix = cn.split(*separator).next().unwrap_or(&cn);
+            UserId::parse(prefix).ok_or(IdentityError::NotAUserId { attribute: "CN" })
+        }
+        UserIdSource::SubjectSerialNumber => {
+            let value = single(subject, &OID_X509_SERIALNUMBER, "serialNumber")?;
+            UserId::parse(&value).ok_or(IdentityError::NotAUserId { attribute: "serialNumber" })
+        }
+        UserIdSource::SubjectUid => {
+            // 0.9.2342.19200300.100.1.1
+            let uid = Oid::from(&[0, 9, 2342, 19_200_300, 100, 1, 1]).expect("the UID OID is well-formed");
+            let value = single(subject, &uid, "UID")?;
+            UserId::parse(&value).ok_or(IdentityError::NotAUserId { attribute: "UID" })
+        }
+    }
+}
+
+/// The one value of `oid` in `name`, owned (the verification path only, so the copy is cheap
+/// relative to path validation).
+fn single(name: &X509Name<'_>, oid: &Oid<'_>, attribute: &'static str) -> Result<String, IdentityError> {
+    let mut values = name.iter_by_oid(oid);
+    let (Some(first), None) = (values.next(), values.next()) else {
+        return Err(IdentityError::AttributeCount { attribute, count: name.iter_by_oid(oid).count() });
+    };
+    first.as_str().map(str::to_owned).map_err(|_| IdentityError::NotAUserId { attribute })
+}
+
+fn require<'a>(
+    mut values: impl Iterator<Item = &'a x509_parser::x509::AttributeTypeAndValue<'a>>,
+    attribute: &'static str,
+    expected: &str,
+) -> Result<(), IdentityError> {
+    if values.any(|v| v.as_str().is_ok_and(|s| s.eq_ignore_ascii_case(expected))) {
+        Ok(())
+    } else {
+        Err(IdentityError::SubjectMismatch { attribute, expected: expected.to_owned() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_id_is_exactly_twelve_digits() {
+        assert!(UserId::parse("555000000001").is_some());
+        for bad in ["55500000000", "5550000000012", "55500000000a", "", "５55000000001"] {
+            assert!(UserId::parse(bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! # spinegate
+//!
+//! A TLS-terminating authentication gateway for patient-data services. A clinical system connects
+//! with a smartcard certificate; spinegate validates the chain to the configured NHS-style roots
+//! (remembering verified chains), re-checks the certificate on every request — expiry, trust,
+//! revocation — routes by host and path, and proxies to the patient-data service with verified
+//! identity headers in place of anything the client sent.
+//!
+//! ## Layout
+//! - [`server`]: [`Gateway`]: listeners, connections, TLS handshakes, drain.
+//! - [`tls`]: rustls server configuration, SNI selection, the client-certificate verifier.
+//! - [`trust`]: path validation and identity extraction ([`trust::TrustStore`]).
+//! - [`identity`]: user ids and the identity rules per issuing CA.
+//! - [`peer`]: a connection's certificate, resolved once and re-checked per request.
+//! - [`pipeline`]: the per-request steps; [`auth`] is who a request acts as.
+//! - [`routing`], [`proxy`]: route table, upstream clusters and the header contract.
+//! - [`error`]: the one mapping from refusal [`Reason`] to response.
+//! - [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`runtime`]: the snapshot requests read, built from a configuration.
+//! - [`material`]: loading PEM certificates and keys.
+//! - [`clock`]: time as a parameter.
+//! - [`dev`]: `spinegate dev`, the embedded development world.
+
+pub mod admin;
+pub mod auth;
+pub mod clock;
+pub mod dev;
+pub mod error;
+pub mod identity;
+pub mod material;
+pub mod metrics;
+pub mod peer;
+pub mod pipeline;
+pub mod proxy;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+pub mod tls;
+pub mod trust;
+
+pub use error::Reason;
+pub use server::{Gateway, Options, StartError};

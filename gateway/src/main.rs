@@ -1,0 +1,143 @@
+//! The `spinegate` command: parse arguments, load configuration, set up logging, run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use spinegate::dev::{DevOptions, start as start_dev};
+use spinegate::{Gateway, Options};
+use spinegate_config::LogFormat;
+
+#[derive(Parser)]
+#[command(name = "spinegate", version, about = "Authentication gateway for patient-data services")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a configuration file.
+    Run {
+        /// The TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and the material it names, without starting.
+    CheckConfig {
+        /// The TOML configuration.
+        config: PathBuf,
+    },
+    /// Run the embedded development world: dev PKI, demo patient-data service and the gateway.
+    Dev {
+        /// Directory for the dev PKI, configuration and manifest (created or reused).
+        #[arg(long, default_value = "spinegate-dev")]
+        dir: PathBuf,
+        /// Client-facing listener.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Admin listener.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime can be built");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spinegate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::CheckConfig { config } => {
+            let parsed = spinegate_config::load(&config)?;
+            spinegate::runtime::check_material(&parsed)?;
+            println!("{}: configuration is valid", config.display());
+            Ok(())
+        }
+        Command::Run { config } => {
+            let parsed = spinegate_config::load(&config)?;
+            init_tracing(&parsed.log.level, parsed.log.format);
+            let gateway = Gateway::start(parsed, Options::default()).await?;
+            shutdown_signal().await;
+            gateway.shutdown(Duration::from_secs(30)).await;
+            Ok(())
+        }
+        Command::Dev { dir, listen, admin } => {
+            init_tracing("info", LogFormat::Text);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let dir = dir.canonicalize()?;
+            let world = start_dev(&DevOptions { dir, listen, admin }, Options::default()).await?;
+            print_walkthrough(&world.manifest, &world.manifest_path);
+            shutdown_signal().await;
+            world.shutdown(Duration::from_secs(5)).await;
+            Ok(())
+        }
+    }
+}
+
+fn print_walkthrough(m: &spinegate_devpki::Manifest, manifest_path: &std::path::Path) {
+    let curl = |user: &str, path: &str| -> String {
+        let u = m.user(user).expect("demo users exist");
+        format!(
+            "curl --cacert {} --cert {} --key {} {}{}",
+            m.server_ca.display(),
+            u.cert.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            u.key.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            m.gateway_url,
+            path
+        )
+    };
+    println!();
+    println!("spinegate dev is running: gateway {}, admin {}", m.gateway_url, m.admin_url);
+    println!("manifest: {}", manifest_path.display());
+    println!();
+    println!("alice (valid smartcard) reads a patient:");
+    println!("  {}", curl("alice", "/Patient/9000000009"));
+    println!("carol (certificate ends within 90 days) gets X-Certificate-Expiry-Warning:");
+    println!("  {} -i", curl("carol", "/Patient/9000000017"));
+    println!("dave (expired certificate) fails the TLS handshake:");
+    println!("  {}", curl("dave", "/Patient/9000000009"));
+    println!("no certificate at all:");
+    println!("  curl --cacert {} {}/Patient/9000000009", m.server_ca.display(), m.gateway_url);
+    println!();
+    println!("Press Ctrl-C to stop.");
+}
+
+fn init_tracing(level: &str, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM can be handled");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,58 @@
+//! Every metric name the gateway publishes, in one place (DESIGN §6), and the Prometheus
+//! recorder behind `/metrics`. Labels are bounded: listener, route, upstream, method, status,
+//! reason, outcome — never a user id.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Requests answered: `route`, `method`, `status`, `reason` (`ok` when proxied).
+pub const REQUESTS: &str = "spinegate_requests_total";
+/// Whole-request duration in seconds: `route`.
+pub const REQUEST_DURATION: &str = "spinegate_request_duration_seconds";
+/// Requests being handled now.
+pub const REQUESTS_IN_FLIGHT: &str = "spinegate_requests_in_flight";
+/// Upstream exchange duration to response headers: `upstream`.
+pub const UPSTREAM_DURATION: &str = "spinegate_upstream_duration_seconds";
+/// Upstream failures: `upstream`, `kind` (`unavailable`, `timeout`).
+pub const UPSTREAM_ERRORS: &str = "spinegate_upstream_errors_total";
+/// Open client connections: `listener`.
+pub const CONNECTIONS_OPEN: &str = "spinegate_connections_open";
+/// TLS handshakes: `listener`, `outcome` (`ok`, `failed`, `timeout`), `version`, `resumed`.
+pub const TLS_HANDSHAKES: &str = "spinegate_tls_handshakes_total";
+/// TLS handshake duration in seconds: `listener`.
+pub const TLS_HANDSHAKE_DURATION: &str = "spinegate_tls_handshake_duration_seconds";
+/// Client-certificate verifications: `result` (`ok` or a failure label such as `unknown_ca`).
+pub const CLIENT_CERT_VERIFICATIONS: &str = "spinegate_client_cert_verifications_total";
+/// Chain-cache lookups: `result` (`hit`, `miss_absent`, `miss_expired`, `miss_trust_changed`).
+pub const CHAIN_CACHE_LOOKUPS: &str = "spinegate_chain_cache_lookups_total";
+/// Chains in the cache.
+pub const CHAIN_CACHE_ENTRIES: &str = "spinegate_chain_cache_entries";
+/// Build information: `version`.
+pub const BUILD_INFO: &str = "spinegate_build_info";
+
+/// Histogram buckets for request-scale durations (seconds).
+const DURATION_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once and returns its handle. Several gateways in
+/// one process (tests) share it.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)
+                .expect("bucket list is non-empty")
+                .install_recorder()
+                .unwrap_or_else(|_| {
+                    // Another recorder is already installed (an embedding program's): keep
+                    // rendering our own view so /metrics still answers.
+                    PrometheusBuilder::new().build_recorder().handle()
+                });
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            handle
+        })
+        .clone()
+}

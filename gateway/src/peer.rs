@@ -1,0 +1,133 @@
+//! The connection's client certificate: resolved once per connection (chain cache, else full
+//! verification), re-checked on every request.
+//!
+//! Resumed TLS sessions never run the handshake verifier, and connections stay open for hours, so
+//! the request path must not trust "it was fine at handshake". Each request compares the cached
+//! entry's trust epoch and notAfter with now (two integer comparisons), re-resolving when either
+//! changed, and then asks the revocation snapshot when its generation moved.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use rustls_pki_types::{CertificateDer, UnixTime};
+use spinegate_cert_cache::{ChainCache, ChainFingerprint, Entry, Lookup, MissReason};
+use spinegate_revocation::{Revocation, Status};
+
+use crate::identity::CertIdentity;
+use crate::metrics as m;
+use crate::trust::{CertFailure, TrustStore};
+
+/// The chain cache as the gateway uses it.
+pub type Cache = ChainCache<Arc<CertIdentity>>;
+/// One verified chain.
+pub type VerifiedEntry = Arc<Entry<Arc<CertIdentity>>>;
+
+/// Finds or verifies a presented chain at `now`. Used by the handshake verifier and by the
+/// per-connection resolution of resumed sessions.
+pub fn resolve(
+    trust: &TrustStore,
+    cache: &Cache,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+) -> Result<VerifiedEntry, CertFailure> {
+    let fingerprint = ChainFingerprint::of_chain(end_entity, intermediates);
+    resolve_fingerprinted(trust, cache, &fingerprint, end_entity, intermediates, now)
+}
+
+fn resolve_fingerprinted(
+    trust: &TrustStore,
+    cache: &Cache,
+    fingerprint: &ChainFingerprint,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+) -> Result<VerifiedEntry, CertFailure> {
+    let miss = match cache.lookup(fingerprint, now) {
+        Lookup::Hit(entry) => {
+            metrics::counter!(m::CHAIN_CACHE_LOOKUPS, "result" => "hit").increment(1);
+            return Ok(entry);
+        }
+        Lookup::Miss(reason) => reason,
+    };
+    let label = match miss {
+        MissReason::Absent => "miss_absent",
+        MissReason::Expired => "miss_expired",
+        MissReason::TrustChanged => "miss_trust_changed",
+    };
+    metrics::counter!(m::CHAIN_CACHE_LOOKUPS, "result" => label).increment(1);
+    // Read the epoch before verifying: if anchors change meanwhile, the entry is not kept.
+    let epoch = cache.trust_epoch();
+    let identity = trust.verify(end_entity, intermediates, now)?;
+    let not_after = UnixTime::since_unix_epoch(std::time::Duration::from_secs(identity.not_after));
+    Ok(cache.insert(*fingerprint, Entry::new(Arc::new(identity), not_after, epoch), now))
+}
+
+/// Refuses a certificate already known to be revoked; anything else passes at this point
+/// (an `Unknown` is answered per request with 503, which tells the client more than an alert).
+pub fn refuse_if_revoked(entry: &VerifiedEntry, revocation: &Revocation, now: UnixTime) -> Result<(), CertFailure> {
+    match revocation.snapshot().status(&entry.value().cert_id, now) {
+        Status::Revoked { .. } => Err(CertFailure::Revoked),
+        Status::Good | Status::Unknown(_) | Status::NotChecked => Ok(()),
+    }
+}
+
+/// The client certificate of one connection.
+#[derive(Debug)]
+pub struct Peer {
+    chain: Box<[CertificateDer<'static>]>,
+    fingerprint: ChainFingerprint,
+    current: ArcSwapOption<Entry<Arc<CertIdentity>>>,
+}
+
+/// Why a request on a connection with a certificate is refused.
+#[derive(Clone, Debug)]
+pub enum PeerRefusal {
+    /// The chain no longer validates.
+    Certificate(CertFailure),
+    /// Revocation status could not be had and policy refuses.
+    RevocationUnknown,
+}
+
+impl Peer {
+    /// The chain as presented (leaf first), after the handshake. Resolution happens on first use.
+    pub fn new(chain: &[CertificateDer<'static>]) -> Option<Self> {
+        let (leaf, rest) = chain.split_first()?;
+        Some(Self {
+            fingerprint: ChainFingerprint::of_chain(leaf, rest),
+            chain: chain.into(),
+            current: ArcSwapOption::empty(),
+        })
+    }
+
+    /// Checks the certificate for a request at `now`: still within validity, still trusted, not
+    /// revoked. Cheap when nothing changed since the last request.
+    pub fn check(
+        &self,
+        trust: &TrustStore,
+        cache: &Cache,
+        revocation: &Revocation,
+        now: UnixTime,
+    ) -> Result<VerifiedEntry, PeerRefusal> {
+        let entry = match self.current.load_full() {
+            Some(e) if e.trust_epoch() == cache.trust_epoch() && now < e.not_after() => e,
+            _ => {
+                let (leaf, rest) = self.chain.split_first().expect("a peer has at least one certificate");
+                let fresh = resolve_fingerprinted(trust, cache, &self.fingerprint, leaf, rest, now)
+                    .map_err(PeerRefusal::Certificate)?;
+                self.current.store(Some(Arc::clone(&fresh)));
+                fresh
+            }
+        };
+        let snapshot = revocation.snapshot();
+        let generation = snapshot.generation().0;
+        if entry.revocation_generation() != generation {
+            match snapshot.status(&entry.value().cert_id, now) {
+                Status::Good | Status::NotChecked => entry.set_revocation_generation(generation),
+                Status::Revoked { .. } => return Err(PeerRefusal::Certificate(CertFailure::Revoked)),
+                Status::Unknown(_) => return Err(PeerRefusal::RevocationUnknown),
+            }
+        }
+        Ok(entry)
+    }
+}

@@ -1,0 +1,342 @@
+//! The per-request pipeline (DESIGN §2): request id and limits, authentication of the connection's
+//! certificate, routing, proxying with the header contract, and the response with its expiry
+//! warning. One [`RequestCtx`] carries what a request learns along the way, for the response,
+//! the access log and the metrics.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, header};
+use http_body_util::{Either, Full, Limited};
+use hyper::body::Incoming;
+use rustls_pki_types::UnixTime;
+use tokio::sync::Notify;
+
+use crate::auth::{AssuranceLevel, AuthMethod, Principal};
+use crate::error::{self, Reason};
+use crate::identity::UserId;
+use crate::metrics as m;
+use crate::peer::{Peer, PeerRefusal};
+use crate::proxy::ForwardError;
+use crate::proxy::headers::{self, Outbound, X_CERTIFICATE_EXPIRY_WARNING, X_REQUEST_ID};
+use crate::routing::strip_port;
+use crate::runtime::{Runtime, Shared};
+use crate::trust::CertFailure;
+
+/// Response body: streamed from the upstream, or generated here.
+pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+
+/// One client connection, shared by its requests.
+#[derive(Debug)]
+pub struct Conn {
+    /// Gateway-wide state.
+    pub shared: Arc<Shared>,
+    /// Index of the listener it arrived on.
+    pub listener: usize,
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The client certificate, when one was presented.
+    pub peer: Option<Peer>,
+    /// Activity, for the idle timeout and drain.
+    pub activity: Activity,
+    /// Signalled when a response decided the connection must close.
+    pub close: Notify,
+}
+
+/// In-flight count and last activity of a connection.
+#[derive(Debug)]
+pub struct Activity {
+    epoch: Instant,
+    in_flight: AtomicUsize,
+    last_millis: AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self { epoch: Instant::now(), in_flight: AtomicUsize::new(0), last_millis: AtomicU64::new(0) }
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_millis.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long the connection has had no request in flight (zero while one is).
+    pub fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+}
+
+struct InFlight<'a>(&'a Activity);
+
+impl<'a> InFlight<'a> {
+    fn begin(activity: &'a Activity) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.touch();
+        metrics::gauge!(m::REQUESTS_IN_FLIGHT).increment(1.0);
+        Self(activity)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!(m::REQUESTS_IN_FLIGHT).decrement(1.0);
+    }
+}
+
+/// What one request learned on its way through.
+struct RequestCtx {
+    request_id: HeaderValue,
+    route: Option<Arc<str>>,
+    upstream: Option<Arc<str>>,
+    user_id: Option<UserId>,
+    expiry_warning: Option<HeaderValue>,
+    upstream_time: Option<Duration>,
+}
+
+/// Handles one request on `conn`. Never fails: every refusal becomes a response.
+pub async fn handle(conn: Arc<Conn>, request: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+    let started = Instant::now();
+    let _in_flight = InFlight::begin(&conn.activity);
+    let runtime = conn.shared.runtime.load_full();
+    let method = request.method().clone();
+    let mut ctx = RequestCtx {
+        request_id: request_id(request.headers()),
+        route: None,
+        upstream: None,
+        user_id: None,
+        expiry_warning: None,
+        upstream_time: None,
+    };
+
+    let outcome = process(&conn, &runtime, &mut ctx, request).await;
+    let (mut response, reason) = match outcome {
+        Ok(response) => (response, None),
+        Err(reason) => (error::respond(reason, &ctx.request_id), Some(reason)),
+    };
+    let headers = response.headers_mut();
+    headers.insert(X_REQUEST_ID, ctx.request_id.clone());
+    if let Some(warning) = &ctx.expiry_warning {
+        headers.insert(X_CERTIFICATE_EXPIRY_WARNING, warning.clone());
+    }
+    if reason.is_some_and(|r| r.disposition().close) {
+        conn.close.notify_one();
+    }
+
+    let status = response.status();
+    let route = ctx.route.as_deref().unwrap_or("none").to_owned();
+    let reason_code = reason.map_or("ok", Reason::code);
+    metrics::counter!(
+        m::REQUESTS,
+        "route" => route.clone(),
+        "method" => method_label(&method),
+        "status" => status.as_str().to_owned(),
+        "reason" => reason_code,
+    )
+    .increment(1);
+    metrics::histogram!(m::REQUEST_DURATION, "route" => route.clone()).record(started.elapsed().as_secs_f64());
+    tracing::info!(
+        target: "spinegate::access",
+        request_id = ctx.request_id.to_str().unwrap_or(""),
+        listener = %runtime.listeners[conn.listener].name,
+        client = %conn.remote,
+        method = %method,
+        route = %route,
+        upstream = ctx.upstream.as_deref().unwrap_or(""),
+        user_id = ctx.user_id.as_ref().map_or("", UserId::as_str),
+        status = status.as_u16(),
+        reason = reason_code,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        upstream_ms = ctx.upstream_time.map(|d| d.as_secs_f64() * 1000.0),
+    );
+    Ok(response)
+}
+
+async fn process(
+    conn: &Conn,
+    runtime: &Runtime,
+    ctx: &mut RequestCtx,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Reason> {
+    check_limits(runtime, request.headers())?;
+    let now = conn.shared.clock.now();
+    let principal = authenticate(conn, runtime, now)?;
+    ctx.user_id = Some(principal.identity.user_id);
+    ctx.expiry_warning = expiry_warning(&principal, now, runtime.expiry_warning);
+
+    let host = RequestHost::of(&request);
+    let route = runtime.routes.find(host.as_str(), request.uri().path()).ok_or(Reason::NoRoute)?;
+    ctx.route = Some(Arc::clone(&route.name));
+    let cluster = &runtime.clusters[route.upstream];
+    ctx.upstream = Some(Arc::clone(&cluster.name));
+
+    let (parts, body) = request.into_parts();
+    let client_host = parts.headers.get(header::HOST).cloned();
+    let outbound = Outbound {
+        request_id: &ctx.request_id,
+        principal: &principal,
+        client_ip: conn.remote.ip(),
+        host: host.as_str().map(strip_port),
+        expiry_warning: ctx.expiry_warning.as_ref(),
+    };
+    let mut upstream_request =
+        Request::from_parts(parts, Limited::new(body, runtime.limits.max_request_body_bytes as usize));
+    let headers = std::mem::take(upstream_request.headers_mut());
+    *upstream_request.headers_mut() = headers::to_upstream(headers, &outbound);
+
+    let sent = Instant::now();
+    let result = cluster.forward(upstream_request, client_host.as_ref()).await;
+    let elapsed = sent.elapsed();
+    ctx.upstream_time = Some(elapsed);
+    metrics::histogram!(m::UPSTREAM_DURATION, "upstream" => Arc::clone(&cluster.name).to_string())
+        .record(elapsed.as_secs_f64());
+    match result {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers);
+            Ok(Response::from_parts(parts, Either::Left(body)))
+        }
+        Err(e) => {
+            let (kind, reason) = match &e {
+                ForwardError::Timeout(_) => ("timeout", Reason::UpstreamTimeout),
+                ForwardError::BodyTooLarge => ("body_too_large", Reason::RequestTooLarge),
+                ForwardError::Unavailable(_) => ("unavailable", Reason::UpstreamUnavailable),
+            };
+            metrics::counter!(m::UPSTREAM_ERRORS, "upstream" => cluster.name.to_string(), "kind" => kind).increment(1);
+            tracing::warn!(
+                request_id = ctx.request_id.to_str().unwrap_or(""),
+                upstream = %cluster.name,
+                error = %error_chain(&e),
+                "upstream exchange failed"
+            );
+            Err(reason)
+        }
+    }
+}
+
+/// The request id: the client's `X-Request-ID` when it is a UUID, else a new v4 UUID.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(X_REQUEST_ID)
+        && v.len() == 36
+        && v.to_str().is_ok_and(|s| uuid::Uuid::try_parse(s).is_ok())
+    {
+        return v.clone();
+    }
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let s = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(s).expect("a UUID is a valid header value")
+}
+
+fn check_limits(runtime: &Runtime, headers: &HeaderMap) -> Result<(), Reason> {
+    // name + ": " + value + CRLF, as on the wire in HTTP/1.1.
+    let size: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if size > runtime.limits.max_request_header_bytes.get() {
+        return Err(Reason::HeadersTooLarge);
+    }
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > runtime.limits.max_request_body_bytes) {
+        return Err(Reason::RequestTooLarge);
+    }
+    Ok(())
+}
+
+fn authenticate(conn: &Conn, runtime: &Runtime, now: UnixTime) -> Result<Principal, Reason> {
+    let Some(peer) = &conn.peer else {
+        return Err(Reason::ClientCertificateRequired);
+    };
+    let shared = &conn.shared;
+    match peer.check(&runtime.trust, &shared.cache, &shared.revocation, now) {
+        Ok(entry) => Ok(Principal {
+            identity: Arc::clone(entry.value()),
+            method: AuthMethod::Smartcard,
+            assurance: AssuranceLevel::Aal3,
+        }),
+        Err(refusal) => {
+            let reason = match &refusal {
+                PeerRefusal::Certificate(CertFailure::Expired) => Reason::CertificateExpired,
+                PeerRefusal::Certificate(CertFailure::NotYetValid) => Reason::CertificateNotYetValid,
+                PeerRefusal::Certificate(CertFailure::Revoked) => Reason::CertificateRevoked,
+                PeerRefusal::Certificate(_) => Reason::CertificateInvalid,
+                PeerRefusal::RevocationUnknown => Reason::RevocationUnavailable,
+            };
+            tracing::info!(client = %conn.remote, refusal = ?refusal, reason = reason.code(), "certificate refused on an open connection");
+            Err(reason)
+        }
+    }
+}
+
+/// `<days> days; not-after=<RFC 3339>` when the certificate ends within `window`.
+fn expiry_warning(principal: &Principal, now: UnixTime, window: Duration) -> Option<HeaderValue> {
+    let left = principal.identity.not_after.saturating_sub(now.as_secs());
+    if left > window.as_secs() {
+        return None;
+    }
+    let days = left / 86_400;
+    let text = format!("{days} days; not-after={}", principal.identity.not_after_rfc3339);
+    HeaderValue::from_str(&text).ok()
+}
+
+/// The host the client asked for: HTTP/2 carries it as `:authority` (in the URI), HTTP/1.1 in
+/// `Host`. Both are cheap reference-counted clones.
+enum RequestHost {
+    Authority(http::uri::Authority),
+    Header(HeaderValue),
+    Absent,
+}
+
+impl RequestHost {
+    fn of(request: &Request<Incoming>) -> Self {
+        if let Some(a) = request.uri().authority() {
+            return Self::Authority(a.clone());
+        }
+        match request.headers().get(header::HOST) {
+            Some(v) => Self::Header(v.clone()),
+            None => Self::Absent,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Authority(a) => Some(a.as_str()),
+            Self::Header(v) => v.to_str().ok(),
+            Self::Absent => None,
+        }
+    }
+}
+
+fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}

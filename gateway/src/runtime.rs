@@ -1,0 +1,127 @@
+//! The state requests read: [`Shared`] (lives as long as the gateway) and [`Runtime`] (built from
+//! one configuration, published through `ArcSwap`, replaced whole on reload).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use metrics_exporter_prometheus::PrometheusHandle;
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use spinegate_config::{ClientCertificatePolicy, Config, Limits};
+use spinegate_revocation::Revocation;
+
+use crate::clock::Clock;
+use crate::material::MaterialError;
+use crate::peer::Cache;
+use crate::proxy::Cluster;
+use crate::routing::RouteTable;
+use crate::tls::{self, ResumptionState, verifier::ClientVerifier};
+use crate::trust::TrustStore;
+
+/// What a listener's connections need to know about it.
+#[derive(Debug)]
+pub struct ListenerInfo {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Whether it requires a client certificate.
+    pub client_certificate: ClientCertificatePolicy,
+}
+
+/// Everything derived from one configuration.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Client-certificate trust.
+    pub trust: Arc<TrustStore>,
+    /// Routes.
+    pub routes: RouteTable,
+    /// Upstream clusters, by the index routes carry.
+    pub clusters: Vec<Arc<Cluster>>,
+    /// Request limits.
+    pub limits: Limits,
+    /// The expiry warning window.
+    pub expiry_warning: Duration,
+    /// Per listener, in configuration order.
+    pub listeners: Vec<ListenerInfo>,
+    /// Per listener, the TLS configuration new handshakes use.
+    pub tls: Vec<Arc<ServerConfig>>,
+}
+
+/// Gateway-wide services that outlive configuration reloads.
+#[derive(Debug)]
+pub struct Shared {
+    /// The current runtime.
+    pub runtime: ArcSwap<Runtime>,
+    /// Verified chains.
+    pub cache: Arc<Cache>,
+    /// Revocation snapshots.
+    pub revocation: Arc<Revocation>,
+    /// Wall-clock time.
+    pub clock: Arc<dyn Clock>,
+    /// The TLS crypto provider.
+    pub provider: Arc<CryptoProvider>,
+    /// Per listener, ticket keys and session cache.
+    pub resumption: Vec<ResumptionState>,
+    /// `/metrics` renderer.
+    pub metrics: PrometheusHandle,
+    /// False while starting and once draining: `/readyz` answers 503.
+    pub ready: AtomicBool,
+}
+
+impl Runtime {
+    /// Loads the material `config` names and builds every derived object.
+    pub fn build(
+        config: &Config,
+        cache: &Arc<Cache>,
+        revocation: &Arc<Revocation>,
+        provider: &Arc<CryptoProvider>,
+        resumption: &[ResumptionState],
+        clock: &Arc<dyn Clock>,
+    ) -> Result<Self, MaterialError> {
+        let trust = Arc::new(TrustStore::load(&config.client_auth, provider.signature_verification_algorithms.all)?);
+        let clusters = config
+            .upstreams
+            .iter()
+            .map(|u| Cluster::build(u, provider).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        let mut tls_configs = Vec::with_capacity(config.listeners.len());
+        for (listener, resumption) in config.listeners.iter().zip(resumption) {
+            let name: Arc<str> = listener.name.as_str().into();
+            let verifier = Arc::new(ClientVerifier::new(
+                Arc::clone(&trust),
+                Arc::clone(cache),
+                Arc::clone(revocation),
+                listener.client_certificate,
+                Arc::clone(provider),
+                Arc::clone(&name),
+            ));
+            tls_configs.push(tls::server_config(listener, verifier, resumption, provider, Arc::clone(clock))?);
+            listeners.push(ListenerInfo { name, client_certificate: listener.client_certificate });
+        }
+        Ok(Self {
+            trust,
+            routes: RouteTable::new(&config.routes),
+            clusters,
+            limits: config.limits.clone(),
+            expiry_warning: config.client_auth.expiry_warning,
+            listeners,
+            tls: tls_configs,
+        })
+    }
+}
+
+/// Loads and checks every file `config` names, as [`Runtime::build`] would, without binding.
+pub fn check_material(config: &Config) -> Result<(), MaterialError> {
+    let provider = tls::provider();
+    let cache = Arc::new(Cache::new(config.chain_cache));
+    let revocation = Arc::new(Revocation::new());
+    let resumption = config
+        .listeners
+        .iter()
+        .map(|_| ResumptionState::new().expect("ticket keys can be generated"))
+        .collect::<Vec<_>>();
+    let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+    Runtime::build(config, &cache, &revocation, &provider, &resumption, &clock).map(|_| ())
+}

@@ -1,0 +1,325 @@
+//! Starting and stopping the gateway: bind listeners, accept connections (bounded), terminate TLS,
+//! serve HTTP/1.1 or HTTP/2 by ALPN, close idle connections, drain on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::HandshakeKind;
+use spinegate_config::Config;
+use spinegate_revocation::Revocation;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::{Clock, SystemClock};
+use crate::material::MaterialError;
+use crate::metrics as m;
+use crate::peer::{Cache, Peer};
+use crate::pipeline::{self, Activity, Conn};
+use crate::runtime::{Runtime, Shared};
+use crate::tls::{self, ResumptionState};
+
+/// How the gateway is started, besides its configuration.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Wall-clock time for TLS and per-request checks.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { clock: Arc::new(SystemClock) }
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A certificate, key or CA file is unusable.
+    #[error(transparent)]
+    Material(#[from] MaterialError),
+    /// An address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS session ticket keys could not be made.
+    #[error("cannot create TLS ticket keys: {0}")]
+    Tickets(#[from] rustls::Error),
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+    listeners: Vec<SocketAddr>,
+    admin: SocketAddr,
+    stop: watch::Sender<bool>,
+    connections: TaskTracker,
+}
+
+impl Gateway {
+    /// Loads material, binds every listener and the admin address, and starts serving.
+    pub async fn start(config: Config, options: Options) -> Result<Self, StartError> {
+        let provider = tls::provider();
+        let cache = Arc::new(Cache::new(config.chain_cache));
+        let revocation = Arc::new(Revocation::new());
+        let resumption = config.listeners.iter().map(|_| ResumptionState::new()).collect::<Result<Vec<_>, _>>()?;
+        let runtime = Runtime::build(&config, &cache, &revocation, &provider, &resumption, &options.clock)?;
+        let shared = Arc::new(Shared {
+            runtime: arc_swap::ArcSwap::from_pointee(runtime),
+            cache,
+            revocation,
+            clock: options.clock,
+            provider,
+            resumption,
+            metrics: m::install(),
+            ready: false.into(),
+        });
+
+        let (stop, stopped) = watch::channel(false);
+        let connections = TaskTracker::new();
+        let mut bound = Vec::with_capacity(config.listeners.len());
+        for (index, listener) in config.listeners.iter().enumerate() {
+            let tcp = bind(listener.listen).await?;
+            bound.push(tcp.local_addr().map_err(|source| StartError::Bind { addr: listener.listen, source })?);
+            tokio::spawn(accept_loop(
+                tcp,
+                index,
+                Arc::clone(&shared),
+                stopped.clone(),
+                connections.clone(),
+                Arc::new(Semaphore::new(config.limits.max_connections.get())),
+            ));
+        }
+        let admin_tcp = bind(config.admin.listen).await?;
+        let admin = admin_tcp.local_addr().map_err(|source| StartError::Bind { addr: config.admin.listen, source })?;
+        tokio::spawn(crate::admin::serve(admin_tcp, Arc::clone(&shared), stopped.clone()));
+        shared.ready.store(true, Ordering::Release);
+        tracing::info!(listeners = ?bound, %admin, "spinegate is serving");
+        Ok(Self { shared, listeners: bound, admin, stop, connections })
+    }
+
+    /// The bound address of each listener, in configuration order.
+    pub fn listener_addrs(&self) -> &[SocketAddr] {
+        &self.listeners
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// The verified-chain cache (for inspection by tests and benchmarks).
+    pub fn chain_cache(&self) -> &Cache {
+        &self.shared.cache
+    }
+
+    /// Stops accepting, lets in-flight requests finish for at most `deadline`, then returns.
+    pub async fn shutdown(self, deadline: Duration) {
+        self.shared.ready.store(false, Ordering::Release);
+        let _ = self.stop.send(true);
+        self.connections.close();
+        if tokio::time::timeout(deadline, self.connections.wait()).await.is_err() {
+            tracing::warn!(?deadline, "drain deadline passed with connections still open");
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    index: usize,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+    connections: TaskTracker,
+    slots: Arc<Semaphore>,
+) {
+    loop {
+        // Take a slot first: at the connection cap, new clients wait in the kernel's backlog.
+        let permit = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore is never closed"),
+            _ = stopped.changed() => return,
+        };
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        let stopped = stopped.clone();
+        connections.spawn(async move {
+            serve_connection(stream, remote, index, shared, stopped).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    index: usize,
+    shared: Arc<Shared>,
+    stopped: watch::Receiver<bool>,
+) {
+    let runtime = shared.runtime.load_full();
+    let listener_name = runtime.listeners[index].name.to_string();
+    let limits = runtime.limits.clone();
+    let acceptor = TlsAcceptor::from(Arc::clone(&runtime.tls[index]));
+    drop(runtime);
+
+    let started = Instant::now();
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            metrics::counter!(m::TLS_HANDSHAKES, "listener" => listener_name, "outcome" => "failed", "version" => "none", "resumed" => "false").increment(1);
+            tracing::debug!(client = %remote, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            metrics::counter!(m::TLS_HANDSHAKES, "listener" => listener_name, "outcome" => "timeout", "version" => "none", "resumed" => "false").increment(1);
+            return;
+        }
+    };
+    let (_, session) = tls.get_ref();
+    let version = match session.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+        _ => "other",
+    };
+    let resumed = session.handshake_kind() == Some(HandshakeKind::Resumed);
+    metrics::counter!(m::TLS_HANDSHAKES, "listener" => listener_name.clone(), "outcome" => "ok", "version" => version, "resumed" => if resumed { "true" } else { "false" }).increment(1);
+    metrics::histogram!(m::TLS_HANDSHAKE_DURATION, "listener" => listener_name.clone())
+        .record(started.elapsed().as_secs_f64());
+    let h2 = session.alpn_protocol() == Some(b"h2");
+    let peer = session.peer_certificates().and_then(Peer::new);
+
+    let conn = Arc::new(Conn {
+        shared,
+        listener: index,
+        remote,
+        peer,
+        activity: Activity::default(),
+        close: tokio::sync::Notify::new(),
+    });
+    let open = metrics::gauge!(m::CONNECTIONS_OPEN, "listener" => listener_name);
+    open.increment(1.0);
+    let service = {
+        let conn = Arc::clone(&conn);
+        hyper::service::service_fn(move |req: hyper::Request<Incoming>| pipeline::handle(Arc::clone(&conn), req))
+    };
+    let io = TokioIo::new(tls);
+    if h2 {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_header_list_size(hard_header_cap(&limits))
+            .keep_alive_interval(Some(Duration::from_secs(60)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        drive(builder.serve_connection(io, service), &conn, stopped, limits.idle_timeout).await;
+    } else {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(hard_header_cap(&limits) as usize);
+        drive(builder.serve_connection(io, service), &conn, stopped, limits.idle_timeout).await;
+    }
+    open.decrement(1.0);
+}
+
+/// hyper's own cap, above ours so that oversized headers reach the pipeline and get a
+/// problem+json 431 rather than a bare connection error.
+fn hard_header_cap(limits: &spinegate_config::Limits) -> u32 {
+    let ours = limits.max_request_header_bytes.get();
+    u32::try_from(ours.saturating_mul(2).max(16 * 1024)).unwrap_or(u32::MAX)
+}
+
+/// A hyper server connection that can be asked to finish gracefully.
+trait Graceful: Future<Output = Result<(), hyper::Error>> {
+    fn begin_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> Graceful for http1::Connection<I, S>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn begin_shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, B, E> Graceful for http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn begin_shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Runs a connection to completion, starting a graceful close on shutdown, on a refusal that
+/// closes the connection, or after `idle_timeout` without a request.
+async fn drive(connection: impl Graceful, conn: &Conn, mut stopped: watch::Receiver<bool>, idle_timeout: Duration) {
+    let mut connection = pin!(connection);
+    let mut closing = false;
+    let mut idle_check =
+        tokio::time::interval((idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(15)));
+    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(client = %conn.remote, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stopped.changed(), if !closing => {
+                closing = true;
+                connection.as_mut().begin_shutdown();
+            }
+            () = conn.close.notified(), if !closing => {
+                closing = true;
+                connection.as_mut().begin_shutdown();
+            }
+            _ = idle_check.tick(), if !closing => {
+                if conn.activity.idle_for() >= idle_timeout {
+                    closing = true;
+                    connection.as_mut().begin_shutdown();
+                }
+            }
+        }
+    }
+}

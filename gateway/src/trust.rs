@@ -1,0 +1,371 @@
+//! The client-certificate trust store: path validation (webpki) to the configured anchors, the
+//! size and depth caps that run before any parsing, and identity extraction by the issuing CA's
+//! rule. Everything here is pure: certificates and `now` in, identity or [`CertFailure`] out.
+
+use std::sync::Arc;
+
+use aws_lc_rs::digest;
+use rustls::DistinguishedName;
+use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
+use spinegate_config::{ClientAuth, EkuPolicy, IdentityRule};
+use spinegate_revocation::{CertId, IssuerId, Serial};
+use webpki::{EndEntityCert, KeyUsage};
+
+use crate::identity::{self, CertIdentity, IdentityError};
+use crate::material::{self, MaterialError};
+
+/// Why a client certificate chain was refused. Each variant is also a stable metric label.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum CertFailure {
+    /// More bytes of certificates than `max_chain_bytes`; refused before parsing.
+    #[error("chain of {bytes} bytes exceeds the configured cap")]
+    ChainTooLarge {
+        /// Bytes presented.
+        bytes: usize,
+    },
+    /// More certificates than `max_chain_length`, presented or in the built path.
+    #[error("chain of {certs} certificates exceeds the configured maximum")]
+    ChainTooLong {
+        /// Certificates presented or in the path.
+        certs: usize,
+    },
+    /// Not a well-formed certificate.
+    #[error("malformed certificate: {0}")]
+    Malformed(webpki::Error),
+    /// No path to a trust anchor.
+    #[error("no path to a trusted CA")]
+    UnknownCa,
+    /// notAfter has passed (leaf or a CA in the path).
+    #[error("certificate has expired")]
+    Expired,
+    /// notBefore has not arrived.
+    #[error("certificate is not yet valid")]
+    NotYetValid,
+    /// The leaf is not for client authentication (EKU), or is a CA.
+    #[error("certificate is not for client authentication")]
+    WrongPurpose,
+    /// A signature in the path does not verify or uses an unsupported algorithm.
+    #[error("bad signature in the chain: {0}")]
+    BadSignature(webpki::Error),
+    /// Valid chain, but the subject carries no user identity by the issuer's rule.
+    #[error("certificate carries no user identity: {0}")]
+    NotAUser(IdentityError),
+    /// Known to be revoked.
+    #[error("certificate is revoked")]
+    Revoked,
+    /// Any other path validation failure (name constraints, path length …).
+    #[error("chain does not validate: {0}")]
+    Invalid(webpki::Error),
+}
+
+impl CertFailure {
+    /// The stable label used in logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CertFailure::ChainTooLarge { .. } => "chain_too_large",
+            CertFailure::ChainTooLong { .. } => "chain_too_long",
+            CertFailure::Malformed(_) => "malformed",
+            CertFailure::UnknownCa => "unknown_ca",
+            CertFailure::Expired => "expired",
+            CertFailure::NotYetValid => "not_yet_valid",
+            CertFailure::WrongPurpose => "wrong_purpose",
+            CertFailure::BadSignature(_) => "bad_signature",
+            CertFailure::NotAUser(_) => "no_user_identity",
+            CertFailure::Revoked => "revoked",
+            CertFailure::Invalid(_) => "invalid",
+        }
+    }
+
+    /// The rustls error, whose alert the client sees: `unknown_ca`, `certificate_expired`,
+    /// `unsupported_certificate` (wrong EKU), `certificate_revoked`, else `bad_certificate`.
+    pub fn to_rustls(&self) -> rustls::Error {
+        use rustls::CertificateError as E;
+        rustls::Error::InvalidCertificate(match self {
+            CertFailure::UnknownCa => E::UnknownIssuer,
+            CertFailure::Expired => E::Expired,
+            CertFailure::NotYetValid => E::NotValidYet,
+            CertFailure::WrongPurpose => E::InvalidPurpose,
+            CertFailure::Revoked => E::Revoked,
+            // rustls sends bad_certificate for BadEncoding: the right alert for the rest.
+            CertFailure::ChainTooLarge { .. }
+            | CertFailure::ChainTooLong { .. }
+            | CertFailure::Malformed(_)
+            | CertFailure::BadSignature(_)
+            | CertFailure::NotAUser(_)
+            | CertFailure::Invalid(_) => E::BadEncoding,
+        })
+    }
+
+    fn from_webpki(e: webpki::Error) -> Self {
+        use webpki::Error as W;
+        #[allow(deprecated)] // the context-free variants are still produced by some paths
+        match e {
+            W::UnknownIssuer => CertFailure::UnknownCa,
+            W::CertExpired { .. } => CertFailure::Expired,
+            W::CertNotValidYet { .. } => CertFailure::NotYetValid,
+            W::CertRevoked => CertFailure::Revoked,
+            W::RequiredEkuNotFound | W::RequiredEkuNotFoundContext(_) | W::EmptyEkuExtension | W::CaUsedAsEndEntity => {
+                CertFailure::WrongPurpose
+            }
+            W::MaximumPathDepthExceeded => CertFailure::ChainTooLong { certs: 0 },
+            W::InvalidSignatureForPublicKey
+            | W::UnsupportedSignatureAlgorithm
+            | W::UnsupportedSignatureAlgorithmContext(_)
+            | W::UnsupportedSignatureAlgorithmForPublicKey
+            | W::UnsupportedSignatureAlgorithmForPublicKeyContext(_)
+            | W::SignatureAlgorithmMismatch => CertFailure::BadSignature(e),
+            W::BadDer
+            | W::BadDerTime
+            | W::TrailingData(_)
+            | W::MalformedExtensions
+            | W::ExtensionValueInvalid
+            | W::UnsupportedCertVersion
+            | W::UnsupportedCriticalExtension
+            | W::InvalidSerialNumber
+            | W::InvalidCertValidity => CertFailure::Malformed(e),
+            other => CertFailure::Invalid(other),
+        }
+    }
+}
+
+struct KnownIssuer {
+    id: IssuerId,
+    name: Arc<str>,
+    rule: IdentityRule,
+}
+
+/// Trust anchors, intermediates, caps and identity rules, loaded from `[client_auth]`.
+pub struct TrustStore {
+    anchors: Vec<TrustAnchor<'static>>,
+    intermediates: Vec<CertificateDer<'static>>,
+    issuers: Vec<KnownIssuer>,
+    default_rule: IdentityRule,
+    default_name: Arc<str>,
+    max_chain_length: usize,
+    max_chain_bytes: usize,
+    eku: EkuPolicy,
+    root_hints: Vec<DistinguishedName>,
+    sig_algs: &'static [&'static dyn SignatureVerificationAlgorithm],
+}
+
+impl std::fmt::Debug for TrustStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustStore")
+            .field("anchors", &self.anchors.len())
+            .field("intermediates", &self.intermediates.len())
+            .field("issuers", &self.issuers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The certificates a [`TrustStore`] is built from, already read from disk.
+#[derive(Clone, Debug, Default)]
+pub struct TrustMaterial {
+    /// Trust anchors (roots).
+    pub anchors: Vec<CertificateDer<'static>>,
+    /// Intermediates for path building.
+    pub intermediates: Vec<CertificateDer<'static>>,
+    /// Issuing CAs with their own name and identity rule.
+    pub issuers: Vec<(String, CertificateDer<'static>, IdentityRule)>,
+}
+
+/// A certificate in [`TrustMaterial`] that cannot serve its role.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// Trust anchor number `index` is unusable.
+    #[error("trust anchor {index}: {reason}")]
+    Anchor {
+        /// Position in [`TrustMaterial::anchors`].
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// Issuer number `index` is unusable.
+    #[error("issuer {index}: {reason}")]
+    Issuer {
+        /// Position in [`TrustMaterial::issuers`].
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl TrustStore {
+    /// Loads the files `[client_auth]` names.
+    pub fn load(
+        config: &ClientAuth,
+        sig_algs: &'static [&'static dyn SignatureVerificationAlgorithm],
+    ) -> Result<Self, MaterialError> {
+        // Remember which file each anchor came from, to name it in errors.
+        let mut anchor_files = Vec::new();
+        let mut material = TrustMaterial::default();
+        for path in &config.trust_anchors {
+            for der in material::certificates(path)? {
+                anchor_files.push(path.clone());
+                material.anchors.push(der);
+            }
+        }
+        for path in &config.intermediates {
+            material.intermediates.extend(material::certificates(path)?);
+        }
+        for issuer in &config.issuers {
+            let der = material::certificates(&issuer.certificate)?.remove(0);
+            material.issuers.push((issuer.name.clone(), der, issuer.identity.clone()));
+        }
+        Self::build(config, material, sig_algs).map_err(|e| match e {
+            TrustError::Anchor { index, reason } => {
+                MaterialError::BadCertificate { path: anchor_files[index].clone(), reason }
+            }
+            TrustError::Issuer { index, reason } => {
+                MaterialError::BadCertificate { path: config.issuers[index].certificate.clone(), reason }
+            }
+        })
+    }
+
+    /// Builds a store from certificates in memory, with the caps and rules of `config` (whose
+    /// paths are ignored).
+    pub fn build(
+        config: &ClientAuth,
+        material: TrustMaterial,
+        sig_algs: &'static [&'static dyn SignatureVerificationAlgorithm],
+    ) -> Result<Self, TrustError> {
+        let mut anchors = Vec::with_capacity(material.anchors.len());
+        let mut root_hints = Vec::new();
+        for (index, der) in material.anchors.iter().enumerate() {
+            let anchor = webpki::anchor_from_trusted_cert(der)
+                .map_err(|e| TrustError::Anchor { index, reason: e.to_string() })?
+                .to_owned();
+            root_hints.push(DistinguishedName::in_sequence(anchor.subject.as_ref()));
+            anchors.push(anchor);
+        }
+        let mut intermediates = material.intermediates;
+        let mut issuers = Vec::with_capacity(material.issuers.len());
+        for (index, (name, der, rule)) in material.issuers.into_iter().enumerate() {
+            let (_, parsed) = x509_parser::parse_x509_certificate(&der)
+                .map_err(|e| TrustError::Issuer { index, reason: e.to_string() })?;
+            issuers.push(KnownIssuer { id: issuer_id(parsed.public_key().raw), name: name.into(), rule });
+            // x509-parser's raw Name already includes the outer SEQUENCE.
+            root_hints.push(DistinguishedName::from(parsed.subject().as_raw().to_vec()));
+            // An issuing CA that is not itself an anchor is an intermediate for path building.
+            let self_issued = parsed.subject() == parsed.issuer();
+            if !self_issued && !intermediates.contains(&der) {
+                intermediates.push(der);
+            }
+        }
+        Ok(Self {
+            anchors,
+            intermediates,
+            issuers,
+            default_rule: config.identity.clone(),
+            default_name: "default".into(),
+            max_chain_length: config.max_chain_length.get(),
+            max_chain_bytes: config.max_chain_bytes.get(),
+            eku: config.client_auth_eku,
+            root_hints,
+            sig_algs,
+        })
+    }
+
+    /// Distinguished names sent in the CertificateRequest so clients pick a matching card.
+    pub fn root_hints(&self) -> &[DistinguishedName] {
+        &self.root_hints
+    }
+
+    /// Validates a presented chain at `now` and reads the holder's identity.
+    pub fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<CertIdentity, CertFailure> {
+        // webpki applies its EKU rule to every certificate in the path, and CA certificates
+        // rarely carry EKU; so webpki checks "clientAuth if present" along the path and the
+        // leaf's own EKU requirement is checked here.
+        let issuer = self.verify_with_usage(end_entity, intermediates, now, KeyUsage::client_auth())?;
+        self.identity(end_entity, issuer)
+    }
+
+    /// Path validation alone, with an explicit key usage: the x509-limbo corpus runs through this
+    /// with each case's expected usage. Returns the id of the leaf's issuer.
+    pub fn verify_with_usage(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: KeyUsage,
+    ) -> Result<IssuerId, CertFailure> {
+        // Caps first: nothing below parses a byte of a chain that breaks them.
+        let bytes = end_entity.len() + intermediates.iter().map(|c| c.len()).sum::<usize>();
+        if bytes > self.max_chain_bytes {
+            return Err(CertFailure::ChainTooLarge { bytes });
+        }
+        let presented = 1 + intermediates.len();
+        if presented > self.max_chain_length {
+            return Err(CertFailure::ChainTooLong { certs: presented });
+        }
+        let leaf = EndEntityCert::try_from(end_entity).map_err(CertFailure::Malformed)?;
+        // Borrowed views: the configured intermediates are not copied per verification.
+        let candidates: Vec<CertificateDer<'_>> = intermediates
+            .iter()
+            .map(|c| CertificateDer::from(c.as_ref()))
+            .chain(self.intermediates.iter().map(|c| CertificateDer::from(c.as_ref())))
+            .collect();
+        let max = self.max_chain_length;
+        let depth_check = move |path: &webpki::VerifiedPath<'_>| {
+            // leaf + intermediates + anchor
+            if path.intermediate_certificates().count() + 2 > max {
+                Err(webpki::Error::MaximumPathDepthExceeded)
+            } else {
+                Ok(())
+            }
+        };
+        let path = leaf
+            .verify_for_usage(self.sig_algs, &self.anchors, &candidates, now, usage, None, Some(&depth_check))
+            .map_err(|e| match CertFailure::from_webpki(e) {
+                CertFailure::ChainTooLong { .. } => CertFailure::ChainTooLong { certs: max + 1 },
+                other => other,
+            })?;
+        Ok(issuer_id(path.issuer_spki().as_ref()))
+    }
+
+    fn identity(&self, leaf_der: &CertificateDer<'_>, issuer: IssuerId) -> Result<CertIdentity, CertFailure> {
+        // webpki accepted these bytes, so x509-parser failing on them would be a parser
+        // disagreement: refuse rather than guess.
+        let (_, leaf) =
+            x509_parser::parse_x509_certificate(leaf_der).map_err(|_| CertFailure::Malformed(webpki::Error::BadDer))?;
+        if self.eku == EkuPolicy::Require {
+            let client_auth = matches!(leaf.extended_key_usage(), Ok(Some(eku)) if eku.value.client_auth);
+            if !client_auth {
+                return Err(CertFailure::WrongPurpose);
+            }
+        }
+        let known = self.issuers.iter().find(|i| i.id == issuer);
+        let (issuer_name, rule) = match known {
+            Some(k) => (Arc::clone(&k.name), &k.rule),
+            None => (Arc::clone(&self.default_name), &self.default_rule),
+        };
+        let user_id = identity::user_id(&leaf, rule).map_err(CertFailure::NotAUser)?;
+        let serial = Serial::from_der_bytes(leaf.raw_serial())
+            .map_err(|_| CertFailure::Malformed(webpki::Error::InvalidSerialNumber))?;
+        let not_after = leaf.validity().not_after;
+        let not_after_secs = u64::try_from(not_after.timestamp()).unwrap_or(0);
+        let rfc3339 = not_after
+            .to_datetime()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| not_after.to_string());
+        Ok(CertIdentity {
+            user_id,
+            issuer_name,
+            cert_id: CertId { issuer, serial },
+            not_after: not_after_secs,
+            not_after_rfc3339: rfc3339.into(),
+        })
+    }
+}
+
+/// SHA-256 of a SubjectPublicKeyInfo: how issuers are told apart.
+pub fn issuer_id(spki_der: &[u8]) -> IssuerId {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, spki_der).as_ref());
+    IssuerId(out)
+}
