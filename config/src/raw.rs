@@ -274,10 +274,11 @@ pub struct RawLimits {
     /// Most bytes of request body (413 beyond).
     #[serde(default = "default_body_bytes")]
     pub max_request_body_bytes: u64,
-    /// Time allowed for a client to send request headers.
+    /// HTTP/1.1: time from when the gateway waits for a request head (so also the keep-alive
+    /// idle limit) until the head is complete.
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout: HumanDuration,
-    /// An idle keep-alive connection is closed after this long.
+    /// An HTTP/2 connection with no request in flight is closed after this long.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: HumanDuration,
     /// Time allowed for the TLS handshake.
@@ -308,10 +309,10 @@ fn default_body_bytes() -> u64 {
     10 * 1024 * 1024
 }
 fn default_header_read_timeout() -> HumanDuration {
-    secs(10)
+    secs(30)
 }
 fn default_idle_timeout() -> HumanDuration {
-    secs(600)
+    secs(300)
 }
 fn default_handshake_timeout() -> HumanDuration {
     secs(10)

@@ -188,8 +188,6 @@ fn server_certificates(ctx: &Ctx<'_>, listener: &Spanned<RawListener>) -> Result
             format!("listener {:?} has no [[listener.certificate]]", listener.get_ref().name.get_ref()),
         ));
     }
-    let mut defaults = 0;
-    let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
     for c in raw {
         let c = c.get_ref();
@@ -199,19 +197,10 @@ fn server_certificates(ctx: &Ctx<'_>, listener: &Spanned<RawListener>) -> Result
             if lower.is_empty() || lower.contains(|ch: char| ch.is_whitespace() || ch == '/' || ch == ':') {
                 return Err(ctx.invalid(name.span(), format!("{:?} is not a DNS name", name.get_ref())));
             }
-            if !seen.insert(lower.clone()) {
-                return Err(ctx.invalid(name.span(), format!("server name {lower:?} is given to two certificates")));
-            }
             server_names.push(lower);
         }
-        if server_names.is_empty() {
-            defaults += 1;
-            if defaults > 1 {
-                return Err(
-                    ctx.invalid(c.cert.span(), "two certificates without server_names; only one can be the default")
-                );
-            }
-        }
+        // Several certificates may serve one name (or be the default) when their key types
+        // differ; the gateway checks that when it loads the keys.
         out.push(ServerCertificate { cert: ctx.path(&c.cert)?, key: ctx.path(&c.key)?, server_names });
     }
     Ok(out)
@@ -486,15 +475,6 @@ upstream = "pds"
     fn no_listener_is_refused() {
         let err = parse("[admin]\nlisten = \"127.0.0.1:1\"\n").unwrap_err();
         assert!(err.to_string().contains("no [[listener]]"), "{err}");
-    }
-
-    #[test]
-    fn two_default_certificates_are_refused() {
-        let text = MINIMAL.replace(
-            "key = \"server.key\"",
-            "key = \"server.key\"\n[[listener.certificate]]\ncert = \"b.pem\"\nkey = \"b.key\"",
-        );
-        assert!(parse(&text).unwrap_err().to_string().contains("only one can be the default"));
     }
 
     #[test]

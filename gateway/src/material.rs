@@ -34,6 +34,16 @@ pub enum MaterialError {
         /// What the parser said.
         reason: String,
     },
+    /// Two certificates with the same key type serve the same name: one would never be used.
+    #[error("{}: another certificate with a {algorithm:?} key already serves {name}", path.display())]
+    DuplicateCertificate {
+        /// The later certificate.
+        path: PathBuf,
+        /// The server name, or "the default".
+        name: String,
+        /// The shared key algorithm.
+        algorithm: rustls::SignatureAlgorithm,
+    },
     /// The key cannot be used, or does not belong to the certificate.
     #[error("{}: {reason}", path.display())]
     BadKey {

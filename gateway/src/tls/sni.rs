@@ -25,11 +25,23 @@ impl SniResolver {
         let mut default = Vec::new();
         for c in certs {
             let key = material::certified_key(&c.cert, &c.key, provider)?;
+            let add = |list: &mut Vec<Arc<CertifiedKey>>, name: &str| {
+                let algorithm = key.key.algorithm();
+                if list.iter().any(|k| k.key.algorithm() == algorithm) {
+                    return Err(MaterialError::DuplicateCertificate {
+                        path: c.cert.clone(),
+                        name: name.to_owned(),
+                        algorithm,
+                    });
+                }
+                list.push(Arc::clone(&key));
+                Ok(())
+            };
             if c.server_names.is_empty() {
-                default.push(Arc::clone(&key));
+                add(&mut default, "the default")?;
             }
             for name in &c.server_names {
-                by_name.entry(name.clone()).or_default().push(Arc::clone(&key));
+                add(by_name.entry(name.clone()).or_default(), name)?;
             }
         }
         Ok(Self { by_name, default })

@@ -1,0 +1,186 @@
+//! `spinegate dev` end to end: the generated world serves its demo users as the manifest says,
+//! is reused across restarts, and the `spinegate` command runs it, checks configurations, and
+//! stops cleanly on Ctrl-C.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use spinegate::dev::{DevOptions, start};
+use spinegate_devpki::Manifest;
+use support::{Client, within};
+
+fn client_for(manifest: &Manifest, user: Option<&str>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(&manifest.server_ca).unwrap() {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match user.and_then(|name| manifest.user(name)) {
+        Some(u) => {
+            let chain = CertificateDer::pem_file_iter(u.cert.as_ref().unwrap()).unwrap().map(Result::unwrap).collect();
+            let key = PrivateKeyDer::from_pem_file(u.key.as_ref().unwrap()).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+async fn connect(manifest: &Manifest, user: &str) -> std::io::Result<Client> {
+    let port: u16 = manifest.gateway_url.rsplit(':').next().unwrap().parse().unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let tls = tokio_rustls::TlsConnector::from(client_for(manifest, Some(user)))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await?;
+    Ok(Client::over(tls).await)
+}
+
+fn options(dir: &Path) -> DevOptions {
+    DevOptions { dir: dir.to_path_buf(), listen: "127.0.0.1:0".parse().unwrap(), admin: "127.0.0.1:0".parse().unwrap() }
+}
+
+#[tokio::test]
+async fn dev_world_serves_its_demo_users_as_the_manifest_describes() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = within(60, start(&options(dir.path()), spinegate::Options::default())).await.unwrap();
+    let manifest = Manifest::read(&dir.path().join("manifest.json")).unwrap();
+    assert_eq!(manifest, world.manifest);
+    assert!(manifest.gateway_url.starts_with("https://localhost:"));
+    assert!(manifest.admin_url.starts_with("http://127.0.0.1:"));
+    assert!(manifest.server_ca.exists());
+    for name in ["alice", "bob", "carol", "dave"] {
+        let u = manifest.user(name).unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(u.user_id.len(), 12);
+        assert!(u.cert.as_ref().unwrap().exists() && u.key.as_ref().unwrap().exists());
+    }
+
+    let mut alice = connect(&manifest, "alice").await.unwrap();
+    let r = alice.get("/Patient/9000000009").await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["resourceType"], "Patient");
+    assert_eq!(r.received("nhsd-identity-uuid").as_deref(), Some(manifest.user("alice").unwrap().user_id.as_str()));
+
+    let mut bob = connect(&manifest, "bob").await.unwrap();
+    assert_eq!(bob.get("/metadata").await.unwrap().status, 200);
+
+    let mut carol = connect(&manifest, "carol").await.unwrap();
+    let r = carol.get("/Patient/9000000017").await.unwrap();
+    assert_eq!(r.status, 200);
+    let warning = r.headers["x-certificate-expiry-warning"].to_str().unwrap();
+    // carol's certificate ends 30 days after it was issued, moments ago: 30 days in the same
+    // second, 29 (whole days left) after it.
+    assert!(warning.starts_with("29 days;") || warning.starts_with("30 days;"), "{warning}");
+
+    // dave's certificate has expired: the TLS 1.3 handshake completes client-side, then the
+    // first exchange fails with the gateway's certificate_expired alert.
+    let dave = match connect(&manifest, "dave").await {
+        Ok(mut client) => client.get("/metadata").await.err().map(|e| format!("{e:?}")),
+        Err(e) => Some(e.to_string()),
+    };
+    let dave = dave.expect("dave must be refused");
+    assert!(dave.contains("CertificateExpired"), "{dave}");
+
+    let (status, body) =
+        support::plain_get(manifest.admin_url.trim_start_matches("http://").parse().unwrap(), "/readyz").await;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    world.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn dev_world_reuses_its_pki_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = within(60, start(&options(dir.path()), spinegate::Options::default())).await.unwrap();
+    let root = std::fs::read(dir.path().join("pki/smartcard-root.pem")).unwrap();
+    let alice = std::fs::read(first.manifest.user("alice").unwrap().cert.as_ref().unwrap()).unwrap();
+    first.shutdown(Duration::from_secs(5)).await;
+
+    let second = within(60, start(&options(dir.path()), spinegate::Options::default())).await.unwrap();
+    assert_eq!(std::fs::read(dir.path().join("pki/smartcard-root.pem")).unwrap(), root);
+    assert_eq!(std::fs::read(second.manifest.user("alice").unwrap().cert.as_ref().unwrap()).unwrap(), alice);
+    let mut client = connect(&second.manifest, "alice").await.unwrap();
+    assert_eq!(client.get("/metadata").await.unwrap().status, 200);
+    second.shutdown(Duration::from_secs(5)).await;
+}
+
+#[test]
+fn spinegate_dev_command_runs_the_world_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spinegate"))
+        .args(["dev", "--dir"])
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Read stdout until the walkthrough says the world is running (bounded by the child's own
+    // start-up; the test harness timeout is the backstop).
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut printed = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.contains("Press Ctrl-C") {
+            break;
+        }
+    }
+    assert!(printed.contains("spinegate dev is running"), "{printed}");
+    assert!(printed.contains("curl --cacert"), "the walkthrough prints curl commands: {printed}");
+    let manifest = Manifest::read(&dir.path().join("manifest.json")).unwrap();
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut alice = connect(&manifest, "alice").await.unwrap();
+        assert_eq!(alice.get("/Patient/9000000009").await.unwrap().status, 200);
+    });
+
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "spinegate dev exited with {exit:?} after Ctrl-C");
+}
+
+#[test]
+fn check_config_accepts_a_good_file_and_points_at_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let world = runtime.block_on(start(&options(dir.path()), spinegate::Options::default())).unwrap();
+    let config = world.manifest.config.clone();
+    runtime.block_on(world.shutdown(Duration::from_secs(5)));
+
+    let ok = Command::new(env!("CARGO_BIN_EXE_spinegate")).arg("check-config").arg(&config).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("configuration is valid"));
+
+    let text =
+        std::fs::read_to_string(&config).unwrap().replace("response_timeout = \"15s\"", "response_timeout = \"soon\"");
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, &text).unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_spinegate")).arg("check-config").arg(&broken).output().unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    let line = text.lines().position(|l| l.contains("\"soon\"")).unwrap() + 1;
+    assert!(stderr.contains(&format!("broken.toml:{line}:")), "{stderr}");
+    assert!(stderr.contains("invalid duration"), "{stderr}");
+
+    // A file that parses but names a missing certificate fails the material check.
+    let text = std::fs::read_to_string(&config).unwrap().replace("server.key", "missing.key");
+    let missing = dir.path().join("missing.toml");
+    std::fs::write(&missing, text).unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_spinegate")).arg("check-config").arg(&missing).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.key"));
+}

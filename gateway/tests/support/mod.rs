@@ -1,0 +1,347 @@
+//! Shared test harness: a PKI made by devpki, a gateway started from TOML text on 127.0.0.1:0 in
+//! front of the demo patient-data service, TLS clients with chosen certificates, and helpers to
+//! read TLS alerts and Prometheus counters.
+
+#![allow(dead_code, unreachable_pub)] // each test binary uses a different subset
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{AlertDescription, ClientConfig, RootCertStore};
+use spinegate::clock::{Clock, ManualClock};
+use spinegate::{Gateway, Options};
+use spinegate_devpki::demo_service::DemoService;
+use spinegate_devpki::{Ca, Issued, KeyKind, LeafSpec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// A smartcard PKI (root -> issuing CA) and a TLS PKI for the gateway's server certificate,
+/// written to a temporary directory.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub root: Ca,
+    pub issuing: Ca,
+    pub tls_root: Ca,
+}
+
+impl Pki {
+    /// ECDSA keys throughout: these tests are about the gateway, not about RSA.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Ca::root("Test Smartcard Root CA", KeyKind::EcdsaP256).unwrap();
+        let issuing = root.intermediate("Test Smartcard Issuing CA", KeyKind::EcdsaP256).unwrap();
+        let tls_root = Ca::root("Test TLS Root CA", KeyKind::EcdsaP256).unwrap();
+        let server = tls_root.issue(&LeafSpec::server(&["localhost", "127.0.0.1"])).unwrap();
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        write("root.pem", root.cert_pem());
+        write("issuing.pem", issuing.cert_pem());
+        write("tls-root.pem", tls_root.cert_pem());
+        write("server.pem", server.chain_pem());
+        write("server.key", server.key_pem());
+        Self { dir, root, issuing, tls_root }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a file into the PKI directory and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// A smartcard certificate from the issuing CA (ECDSA unless the spec says otherwise).
+    pub fn card(&self, user_id: &str) -> Issued {
+        self.issuing.issue(&LeafSpec::smartcard(user_id, "TEST", "User").key(KeyKind::EcdsaP256)).unwrap()
+    }
+
+    /// A certificate from the issuing CA with a custom spec.
+    pub fn issue(&self, spec: LeafSpec) -> Issued {
+        self.issuing.issue(&spec).unwrap()
+    }
+}
+
+/// What the generated gateway configuration says; tests adjust fields before starting.
+pub struct Settings {
+    pub client_certificate: &'static str,
+    pub upstream_endpoints: Vec<String>,
+    pub upstream_extra: String,
+    pub client_auth_extra: String,
+    pub listener_extra: String,
+    pub certificates: String,
+    pub limits: String,
+    pub extra: String,
+}
+
+impl Settings {
+    fn text(&self, pki: &Pki, demo: SocketAddr) -> String {
+        let endpoints = if self.upstream_endpoints.is_empty() {
+            format!("\"http://{demo}\"")
+        } else {
+            self.upstream_endpoints.iter().map(|e| format!("\"{e}\"")).collect::<Vec<_>>().join(", ")
+        };
+        let certificates = if self.certificates.is_empty() {
+            format!(
+                "[[listener.certificate]]\ncert = {:?}\nkey = {:?}\n",
+                pki.path("server.pem"),
+                pki.path("server.key")
+            )
+        } else {
+            self.certificates.clone()
+        };
+        format!(
+            r#"
+[admin]
+listen = "127.0.0.1:0"
+
+[[listener]]
+name = "test"
+listen = "127.0.0.1:0"
+client_certificate = "{client_certificate}"
+{listener_extra}
+{certificates}
+
+[client_auth]
+trust_anchors = [{root:?}]
+{client_auth_extra}
+
+[[client_auth.issuer]]
+name = "test-issuing"
+certificate = {issuing:?}
+
+[limits]
+{limits}
+
+[[upstream]]
+name = "demo"
+endpoints = [{endpoints}]
+{upstream_extra}
+
+[[route]]
+name = "all"
+path_prefix = "/"
+upstream = "demo"
+
+{extra}
+"#,
+            client_certificate = self.client_certificate,
+            listener_extra = self.listener_extra,
+            root = pki.path("root.pem"),
+            issuing = pki.path("issuing.pem"),
+            client_auth_extra = self.client_auth_extra,
+            limits = self.limits,
+            upstream_extra = self.upstream_extra,
+            extra = self.extra,
+        )
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            client_certificate: "require",
+            upstream_endpoints: Vec::new(),
+            upstream_extra: String::new(),
+            client_auth_extra: String::new(),
+            listener_extra: String::new(),
+            certificates: String::new(),
+            limits: String::new(),
+            extra: String::new(),
+        }
+    }
+}
+
+/// A running gateway in front of a demo service.
+pub struct Gw {
+    pub gateway: Gateway,
+    pub demo: DemoService,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub clock: Arc<ManualClock>,
+}
+
+impl Gw {
+    pub async fn start(pki: &Pki, adjust: impl FnOnce(&mut Settings)) -> Self {
+        let demo = DemoService::spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let mut settings = Settings::default();
+        adjust(&mut settings);
+        let text = settings.text(pki, demo.addr());
+        let config = spinegate_config::parse(&text, None, pki.dir.path()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let clock = Arc::new(ManualClock::new());
+        let gateway = Gateway::start(config, Options { clock: Arc::clone(&clock) as Arc<dyn Clock> }).await.unwrap();
+        let addr = gateway.listener_addrs()[0];
+        let admin = gateway.admin_addr();
+        Self { gateway, demo, addr, admin, clock }
+    }
+
+    /// A counter or gauge value from `/metrics` (0 when absent). `series` is the exact text before
+    /// the value, e.g. `spinegate_client_cert_verifications_total{result="expired"}`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric(self.admin, series).await
+    }
+}
+
+pub async fn metric(admin: SocketAddr, series: &str) -> f64 {
+    let (_, body) = plain_get(admin, "/metrics").await;
+    body.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+}
+
+/// A plain-HTTP GET (the admin listener): status and body.
+pub async fn plain_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// Client TLS settings: trusts the test TLS root, presents `card` when given.
+pub fn client_config(pki: &Pki, card: Option<&Issued>, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(pki.tls_root.cert().clone()).unwrap();
+    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match card {
+        Some(card) => builder.with_client_auth_cert(card.chain.clone(), card.private_key()).unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Client settings presenting an arbitrary chain and key.
+pub fn client_config_with_chain(pki: &Pki, chain: Vec<CertificateDer<'static>>, card: &Issued) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(pki.tls_root.cert().clone()).unwrap();
+    let mut config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, card.private_key())
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+pub async fn tls_connect(addr: SocketAddr, config: Arc<ClientConfig>) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    TlsConnector::from(config).connect(ServerName::try_from("localhost").unwrap(), tcp).await
+}
+
+/// The alert the gateway sent, if the handshake (or, in TLS 1.3, the first read after it) failed.
+/// In TLS 1.3 the client finishes before the server has judged its certificate, so the refusal
+/// arrives on the first read.
+pub async fn handshake_alert(addr: SocketAddr, config: Arc<ClientConfig>) -> Option<AlertDescription> {
+    let mut tls = match tls_connect(addr, config).await {
+        Ok(tls) => tls,
+        Err(e) => return alert_of(&e),
+    };
+    if let Err(e) = tls.write_all(b"GET /metadata HTTP/1.1\r\nhost: localhost\r\n\r\n").await {
+        return alert_of(&e);
+    }
+    let mut buf = [0u8; 512];
+    match tls.read(&mut buf).await {
+        Ok(_) => None,
+        Err(e) => alert_of(&e),
+    }
+}
+
+fn alert_of(e: &std::io::Error) -> Option<AlertDescription> {
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) => Some(*alert),
+        _ => None,
+    }
+}
+
+/// A response with its body read.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// A header the demo service received, from its `received_headers`.
+    pub fn received(&self, name: &str) -> Option<String> {
+        self.json()["received_headers"][name].as_str().map(str::to_owned)
+    }
+}
+
+/// An HTTP/1.1 or HTTP/2 client on one TLS connection (by negotiated ALPN).
+pub enum Client {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> std::io::Result<Self> {
+        let tls = tls_connect(addr, config).await?;
+        Ok(Self::over(tls).await)
+    }
+
+    pub async fn over(tls: TlsStream<TcpStream>) -> Self {
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(tls);
+        if h2 {
+            let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+            tokio::spawn(conn);
+            Self::H2(send)
+        } else {
+            let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            Self::H1(send)
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Result<Resp, hyper::Error> {
+        self.send(Request::get(path).body(Full::default()).unwrap()).await
+    }
+
+    pub async fn send(&mut self, mut request: Request<Full<Bytes>>) -> Result<Resp, hyper::Error> {
+        let uri: http::Uri = format!("https://localhost{}", request.uri()).parse().unwrap();
+        let response = match self {
+            Self::H1(send) => {
+                if !request.headers().contains_key(http::header::HOST) {
+                    request.headers_mut().insert(http::header::HOST, "localhost".parse().unwrap());
+                }
+                *request.uri_mut() = uri.path_and_query().unwrap().as_str().parse().unwrap();
+                send.ready().await?;
+                send.send_request(request).await?
+            }
+            Self::H2(send) => {
+                *request.uri_mut() = uri;
+                *request.version_mut() = http::Version::HTTP_2;
+                send.ready().await?;
+                send.send_request(request).await?
+            }
+        };
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Resp { status: parts.status, headers: parts.headers, body })
+    }
+}
+
+/// Runs `f` with a deadline so a hang fails the test instead of stalling CI.
+pub async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), f).await.expect("timed out")
+}
