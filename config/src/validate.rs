@@ -208,10 +208,11 @@ fn server_certificates(ctx: &Ctx<'_>, listener: &Spanned<RawListener>) -> Result
 
 fn client_auth(ctx: &Ctx<'_>, raw: &RawClientAuth) -> Result<ClientAuth, ConfigError> {
     let max_chain_length = ctx.nonzero(&raw.max_chain_length, "max_chain_length")?;
-    if max_chain_length.get() < 2 {
+    // webpki builds paths of at most six intermediates plus leaf and anchor.
+    if !(2..=8).contains(&max_chain_length.get()) {
         return Err(ctx.invalid(
             raw.max_chain_length.span(),
-            "max_chain_length counts the leaf and the trust anchor, so it must be at least 2",
+            "max_chain_length counts the leaf and the trust anchor: it must be between 2 and 8",
         ));
     }
     let default_identity = identity_rule(ctx, &raw.identity)?;
@@ -481,7 +482,7 @@ upstream = "pds"
     fn chain_length_below_two_is_refused() {
         let text =
             MINIMAL.replace("trust_anchors = [\"root.pem\"]", "trust_anchors = [\"root.pem\"]\nmax_chain_length = 1");
-        assert!(parse(&text).unwrap_err().to_string().contains("at least 2"));
+        assert!(parse(&text).unwrap_err().to_string().contains("between 2 and 8"));
     }
 
     #[test]

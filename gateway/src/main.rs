@@ -62,7 +62,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::CheckConfig { config } => {
             let parsed = spinegate_config::load(&config)?;
-            spinegate::runtime::check_material(&parsed)?;
+            for warning in spinegate::runtime::check_material(&parsed)? {
+                println!("warning: {warning}");
+            }
             println!("{}: configuration is valid", config.display());
             Ok(())
         }

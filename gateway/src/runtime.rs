@@ -113,7 +113,8 @@ impl Runtime {
 }
 
 /// Loads and checks every file `config` names, as [`Runtime::build`] would, without binding.
-pub fn check_material(config: &Config) -> Result<(), MaterialError> {
+/// Returns warnings about material that loads but deserves attention.
+pub fn check_material(config: &Config) -> Result<Vec<String>, MaterialError> {
     let provider = tls::provider();
     let cache = Arc::new(Cache::new(config.chain_cache));
     let revocation = Arc::new(Revocation::new());
@@ -123,5 +124,6 @@ pub fn check_material(config: &Config) -> Result<(), MaterialError> {
         .map(|_| ResumptionState::new().expect("ticket keys can be generated"))
         .collect::<Vec<_>>();
     let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
-    Runtime::build(config, &cache, &revocation, &provider, &resumption, &clock).map(|_| ())
+    let runtime = Runtime::build(config, &cache, &revocation, &provider, &resumption, &clock)?;
+    Ok(runtime.trust.anchor_warnings(clock.now()))
 }

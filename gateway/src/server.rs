@@ -78,6 +78,9 @@ impl Gateway {
         let revocation = Arc::new(Revocation::new());
         let resumption = config.listeners.iter().map(|_| ResumptionState::new()).collect::<Result<Vec<_>, _>>()?;
         let runtime = Runtime::build(&config, &cache, &revocation, &provider, &resumption, &options.clock)?;
+        for warning in runtime.trust.anchor_warnings(options.clock.now()) {
+            tracing::warn!("{warning}");
+        }
         let shared = Arc::new(Shared {
             runtime: arc_swap::ArcSwap::from_pointee(runtime),
             cache,

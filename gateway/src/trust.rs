@@ -23,10 +23,11 @@ pub enum CertFailure {
         /// Bytes presented.
         bytes: usize,
     },
-    /// More certificates than `max_chain_length`, presented or in the built path.
-    #[error("chain of {certs} certificates exceeds the configured maximum")]
+    /// More certificates than `max_chain_length`, presented or in the shortest path to an anchor.
+    #[error("chain of {certs} certificates exceeds the maximum")]
     ChainTooLong {
-        /// Certificates presented or in the path.
+        /// Certificates presented, or in the shortest complete path found (leaf and anchor
+        /// included).
         certs: usize,
     },
     /// Not a well-formed certificate.
@@ -107,7 +108,7 @@ impl CertFailure {
             W::RequiredEkuNotFound | W::RequiredEkuNotFoundContext(_) | W::EmptyEkuExtension | W::CaUsedAsEndEntity => {
                 CertFailure::WrongPurpose
             }
-            W::MaximumPathDepthExceeded => CertFailure::ChainTooLong { certs: 0 },
+            W::MaximumPathDepthExceeded => CertFailure::ChainTooLong { certs: WEBPKI_MAX_CHAIN + 1 },
             W::InvalidSignatureForPublicKey
             | W::UnsupportedSignatureAlgorithm
             | W::UnsupportedSignatureAlgorithmContext(_)
@@ -128,6 +129,10 @@ impl CertFailure {
     }
 }
 
+/// The longest path webpki builds: six intermediates, plus leaf and anchor. `max_chain_length`
+/// cannot usefully exceed it (config validation enforces that).
+pub const WEBPKI_MAX_CHAIN: usize = 8;
+
 struct KnownIssuer {
     id: IssuerId,
     name: Arc<str>,
@@ -146,6 +151,17 @@ pub struct TrustStore {
     eku: EkuPolicy,
     root_hints: Vec<DistinguishedName>,
     sig_algs: &'static [&'static dyn SignatureVerificationAlgorithm],
+    anchor_facts: Vec<AnchorFacts>,
+}
+
+/// What is worth warning about in a trust anchor. webpki uses only an anchor's subject, key and
+/// name constraints, so an expired or non-CA root still anchors paths: the operator should know.
+#[derive(Debug)]
+struct AnchorFacts {
+    subject: String,
+    not_before: u64,
+    not_after: u64,
+    is_ca: bool,
 }
 
 impl std::fmt::Debug for TrustStore {
@@ -230,6 +246,7 @@ impl TrustStore {
         sig_algs: &'static [&'static dyn SignatureVerificationAlgorithm],
     ) -> Result<Self, TrustError> {
         let mut anchors = Vec::with_capacity(material.anchors.len());
+        let mut anchor_facts = Vec::with_capacity(material.anchors.len());
         let mut root_hints = Vec::new();
         for (index, der) in material.anchors.iter().enumerate() {
             let anchor = webpki::anchor_from_trusted_cert(der)
@@ -237,6 +254,15 @@ impl TrustStore {
                 .to_owned();
             root_hints.push(DistinguishedName::in_sequence(anchor.subject.as_ref()));
             anchors.push(anchor);
+            if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) {
+                let secs = |t: x509_parser::time::ASN1Time| u64::try_from(t.timestamp()).unwrap_or(0);
+                anchor_facts.push(AnchorFacts {
+                    subject: cert.subject().to_string(),
+                    not_before: secs(cert.validity().not_before),
+                    not_after: secs(cert.validity().not_after),
+                    is_ca: matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca),
+                });
+            }
         }
         let mut intermediates = material.intermediates;
         let mut issuers = Vec::with_capacity(material.issuers.len());
@@ -263,7 +289,30 @@ impl TrustStore {
             eku: config.client_auth_eku,
             root_hints,
             sig_algs,
+            anchor_facts,
         })
+    }
+
+    /// Problems with the trust anchors at `now` that do not stop them anchoring paths: expired or
+    /// not yet valid, or not marked as a CA. `spinegate check-config` prints them; the gateway
+    /// logs them at start.
+    pub fn anchor_warnings(&self, now: UnixTime) -> Vec<String> {
+        let now = now.as_secs();
+        let mut out = Vec::new();
+        for a in &self.anchor_facts {
+            if now > a.not_after {
+                out.push(format!("trust anchor {} has expired; it still anchors paths", a.subject));
+            } else if now < a.not_before {
+                out.push(format!("trust anchor {} is not valid yet; it still anchors paths", a.subject));
+            }
+            if !a.is_ca {
+                out.push(format!("trust anchor {} is not a CA certificate (basicConstraints cA)", a.subject));
+            }
+        }
+        if self.anchors.is_empty() {
+            out.push("no trust anchors: every client certificate will be refused".to_owned());
+        }
+        out
     }
 
     /// Distinguished names sent in the CertificateRequest so clients pick a matching card.
@@ -311,9 +360,13 @@ impl TrustStore {
             .chain(self.intermediates.iter().map(|c| CertificateDer::from(c.as_ref())))
             .collect();
         let max = self.max_chain_length;
-        let depth_check = move |path: &webpki::VerifiedPath<'_>| {
-            // leaf + intermediates + anchor
-            if path.intermediate_certificates().count() + 2 > max {
+        // webpki reports the error of the last candidate path it tried; remember whether a path
+        // that reached an anchor was refused for length, so that is what gets reported.
+        let shortest_too_long = std::cell::Cell::new(None::<usize>);
+        let depth_check = |path: &webpki::VerifiedPath<'_>| {
+            let certs = path.intermediate_certificates().count() + 2; // leaf + intermediates + anchor
+            if certs > max {
+                shortest_too_long.set(Some(shortest_too_long.get().map_or(certs, |n| n.min(certs))));
                 Err(webpki::Error::MaximumPathDepthExceeded)
             } else {
                 Ok(())
@@ -321,9 +374,13 @@ impl TrustStore {
         };
         let path = leaf
             .verify_for_usage(self.sig_algs, &self.anchors, &candidates, now, usage, None, Some(&depth_check))
-            .map_err(|e| match CertFailure::from_webpki(e) {
-                CertFailure::ChainTooLong { .. } => CertFailure::ChainTooLong { certs: max + 1 },
-                other => other,
+            .map_err(|e| match (CertFailure::from_webpki(e), shortest_too_long.get()) {
+                // Validity is about the leaf itself and is checked first: keep it.
+                (f @ (CertFailure::Expired | CertFailure::NotYetValid), _) => f,
+                (_, Some(certs)) => CertFailure::ChainTooLong { certs },
+                // webpki's own ceiling stopped path building before any path was complete.
+                (CertFailure::ChainTooLong { .. }, None) => CertFailure::ChainTooLong { certs: WEBPKI_MAX_CHAIN + 1 },
+                (other, None) => other,
             })?;
         Ok(issuer_id(path.issuer_spki().as_ref()))
     }
@@ -368,4 +425,75 @@ pub fn issuer_id(spki_der: &[u8]) -> IssuerId {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest::digest(&digest::SHA256, spki_der).as_ref());
     IssuerId(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroUsize;
+    use std::time::Duration;
+
+    use spinegate_config::{IdentityRule, UserIdSource};
+    use spinegate_devpki::{Ca, KeyKind, LeafSpec};
+
+    use super::*;
+
+    fn settings(max_chain_length: usize) -> ClientAuth {
+        ClientAuth {
+            trust_anchors: Vec::new(),
+            intermediates: Vec::new(),
+            max_chain_length: NonZeroUsize::new(max_chain_length).unwrap(),
+            max_chain_bytes: NonZeroUsize::new(16 * 1024).unwrap(),
+            client_auth_eku: EkuPolicy::Require,
+            expiry_warning: Duration::from_secs(90 * 86_400),
+            identity: IdentityRule {
+                user_id: UserIdSource::SubjectCnPrefix { separator: '_' },
+                require_ou: Some("People".into()),
+                require_o: Some("nhs".into()),
+            },
+            issuers: Vec::new(),
+        }
+    }
+
+    fn algs() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
+        rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.all
+    }
+
+    #[test]
+    fn too_long_path_through_configured_intermediates_reports_its_length() {
+        let root = Ca::root("R", KeyKind::EcdsaP256).unwrap();
+        let i1 = root.intermediate("I1", KeyKind::EcdsaP256).unwrap();
+        let i2 = i1.intermediate("I2", KeyKind::EcdsaP256).unwrap();
+        let i3 = i2.intermediate("I3", KeyKind::EcdsaP256).unwrap();
+        let leaf = i3.issue(&LeafSpec::smartcard("555000000001", "A", "B").key(KeyKind::EcdsaP256)).unwrap();
+        let material = TrustMaterial {
+            anchors: vec![root.cert().clone()],
+            intermediates: vec![i1.cert().clone(), i2.cert().clone(), i3.cert().clone()],
+            issuers: Vec::new(),
+        };
+        let store = TrustStore::build(&settings(4), material.clone(), algs()).unwrap();
+        // The client sends only its leaf: the five-certificate path is built from configuration.
+        let err = store.verify(&leaf.cert, &[], UnixTime::now()).unwrap_err();
+        assert!(matches!(err, CertFailure::ChainTooLong { certs: 5 }), "{err:?}");
+
+        let roomy = TrustStore::build(&settings(5), material, algs()).unwrap();
+        assert_eq!(roomy.verify(&leaf.cert, &[], UnixTime::now()).unwrap().user_id.as_str(), "555000000001");
+    }
+
+    #[test]
+    fn anchor_problems_are_reported_as_warnings() {
+        let root = Ca::root("R", KeyKind::EcdsaP256).unwrap();
+        let not_a_ca = root.issue(&LeafSpec::server(&["not-a-ca.example"])).unwrap();
+        let material =
+            TrustMaterial { anchors: vec![root.cert().clone(), not_a_ca.cert.clone()], ..TrustMaterial::default() };
+        let store = TrustStore::build(&settings(4), material, algs()).unwrap();
+        let warnings = store.anchor_warnings(UnixTime::now());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("not-a-ca.example") && warnings[0].contains("not a CA"));
+
+        let far_future = UnixTime::since_unix_epoch(Duration::from_secs(4_000_000_000 * 2));
+        assert!(store.anchor_warnings(far_future).iter().any(|w| w.contains("has expired")));
+
+        let empty = TrustStore::build(&settings(4), TrustMaterial::default(), algs()).unwrap();
+        assert!(empty.anchor_warnings(UnixTime::now())[0].contains("every client certificate will be refused"));
+    }
 }

@@ -4,8 +4,10 @@ use std::fmt;
 
 use rustls_pki_types::UnixTime;
 
-/// A certificate serial number as its DER INTEGER content bytes, without redundant leading zero
-/// octets, so that the same serial from a certificate, a CRL or an OCSP response compares equal.
+/// A certificate serial number as its DER INTEGER content bytes, in minimal two's-complement form
+/// (redundant leading `00` octets removed, sign preserved), so the same serial from a
+/// certificate, a CRL or an OCSP response compares equal while +128 (`00 80`) and -128 (`80`)
+/// stay distinct.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Serial(Box<[u8]>);
 
@@ -32,8 +34,12 @@ impl Serial {
         if bytes.len() > 21 {
             return Err(SerialError::TooLong { len: bytes.len() });
         }
-        let first_significant = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len() - 1);
-        Ok(Self(bytes[first_significant..].into()))
+        let mut start = 0;
+        // A leading 00 is redundant only when the next octet's top bit is clear.
+        while start + 1 < bytes.len() && bytes[start] == 0 && bytes[start + 1] & 0x80 == 0 {
+            start += 1;
+        }
+        Ok(Self(bytes[start..].into()))
     }
 
     /// The normalised bytes.
@@ -106,4 +112,25 @@ pub enum Status {
     Unknown(UnknownCause),
     /// The issuer's policy names no sources: revocation is not checked for it.
     NotChecked,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redundant_leading_zeros_are_removed_but_sign_is_kept() {
+        let s = |b: &[u8]| Serial::from_der_bytes(b).unwrap();
+        assert_eq!(s(&[0, 0, 0x12]), s(&[0x12]));
+        assert_eq!(s(&[0, 0x80]).as_bytes(), &[0, 0x80]);
+        assert_ne!(s(&[0, 0x80]), s(&[0x80]), "+128 is not -128");
+        assert_eq!(s(&[0, 0, 0x80]), s(&[0, 0x80]));
+        assert_eq!(s(&[0]).as_bytes(), &[0]);
+    }
+
+    #[test]
+    fn empty_and_oversized_serials_are_refused() {
+        assert_eq!(Serial::from_der_bytes(&[]), Err(SerialError::Empty));
+        assert!(matches!(Serial::from_der_bytes(&[1; 22]), Err(SerialError::TooLong { len: 22 })));
+    }
 }
