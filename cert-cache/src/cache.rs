@@ -37,13 +37,21 @@ pub struct Entry<V> {
     not_after: UnixTime,
     trust_epoch: TrustEpoch,
     revocation_generation: AtomicU64,
+    revocation_valid_until: AtomicU64,
     ttl: Duration,
 }
 
 impl<V> Entry<V> {
     /// A verified value for a chain whose leaf ends at `not_after`, verified under `trust_epoch`.
     pub fn new(value: V, not_after: UnixTime, trust_epoch: TrustEpoch) -> Self {
-        Self { value, not_after, trust_epoch, revocation_generation: AtomicU64::new(0), ttl: Duration::ZERO }
+        Self {
+            value,
+            not_after,
+            trust_epoch,
+            revocation_generation: AtomicU64::new(0),
+            revocation_valid_until: AtomicU64::new(0),
+            ttl: Duration::ZERO,
+        }
     }
 
     /// The verified value (the gateway's identity).
@@ -61,14 +69,19 @@ impl<V> Entry<V> {
         self.trust_epoch
     }
 
-    /// The revocation snapshot generation this chain's status was last checked against
-    /// (0: never).
-    pub fn revocation_generation(&self) -> u64 {
-        self.revocation_generation.load(Ordering::Acquire)
+    /// The revocation generation this chain's status was last found acceptable under, and until
+    /// when (seconds since the epoch) that answer holds; `(0, 0)` when never checked. The two are
+    /// read together: an answer holds only while the generation is unchanged and time is before
+    /// `valid_until`.
+    pub fn revocation_mark(&self) -> (u64, u64) {
+        (self.revocation_generation.load(Ordering::Acquire), self.revocation_valid_until.load(Ordering::Acquire))
     }
 
-    /// Records that the status was checked against `generation`.
-    pub fn set_revocation_generation(&self, generation: u64) {
+    /// Records an acceptable answer under `generation`, holding until `valid_until`.
+    pub fn set_revocation_mark(&self, generation: u64, valid_until: u64) {
+        // Validity first: a reader that sees the new generation also sees a validity at least as
+        // new (a stale validity with an old generation only costs one more check).
+        self.revocation_valid_until.store(valid_until, Ordering::Release);
         self.revocation_generation.store(generation, Ordering::Release);
     }
 }
@@ -261,12 +274,12 @@ mod tests {
     }
 
     #[test]
-    fn revocation_generation_is_recorded() {
+    fn revocation_mark_is_recorded_on_the_shared_entry() {
         let c = cache();
         let e = c.insert(fp(1), Entry::new("alice", at(10_000), c.trust_epoch()), at(0));
-        assert_eq!(e.revocation_generation(), 0);
-        e.set_revocation_generation(7);
+        assert_eq!(e.revocation_mark(), (0, 0));
+        e.set_revocation_mark(7, 500);
         let Lookup::Hit(again) = c.lookup(&fp(1), at(1)) else { panic!("expected a hit") };
-        assert_eq!(again.revocation_generation(), 7);
+        assert_eq!(again.revocation_mark(), (7, 500));
     }
 }

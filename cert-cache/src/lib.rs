@@ -12,8 +12,8 @@
 //!   clock, not only by background expiry);
 //! - an entry never survives a change of trust anchors: the cache carries a [`TrustEpoch`], entries
 //!   record the epoch they were verified under, and advancing the epoch retires them all;
-//! - an entry records the revocation generation its status was last checked against (DESIGN §2),
-//!   so a revocation update is noticed with one integer comparison.
+//! - an entry records the revocation generation its status was last checked against, and until
+//!   when that answer holds (DESIGN §2), so a revocation update is noticed by one comparison.
 //!
 //! Reads are lock-free (moka's concurrent hash table) and report [`Lookup::Hit`] or
 //! [`Lookup::Miss`] with the reason.

@@ -9,6 +9,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use spinegate_cert_cache::Options as ChainCacheOptions;
+pub use spinegate_revocation::{
+    NoncePolicy, OcspMethod, OcspSettings, Options as RevocationOptions, Policy as RevocationPolicy, Source,
+    UnknownStatus, ocsp::CertIdHash,
+};
 
 /// The whole configuration.
 #[derive(Clone, Debug)]
@@ -23,6 +27,8 @@ pub struct Config {
     pub chain_cache: ChainCacheOptions,
     /// Request and connection limits.
     pub limits: Limits,
+    /// Revocation caches, fetches and the deny list.
+    pub revocation: Revocation,
     /// Upstream clusters, referred to by index from routes.
     pub upstreams: Vec<Upstream>,
     /// Routes in file order; the most specific match wins.
@@ -136,6 +142,8 @@ pub struct ClientAuth {
     pub expiry_warning: Duration,
     /// Identity rule for certificates from CAs without their own.
     pub identity: IdentityRule,
+    /// Revocation policy for certificates from CAs without their own.
+    pub revocation: RevocationPolicy,
     /// Per-issuing-CA settings.
     pub issuers: Vec<Issuer>,
 }
@@ -196,6 +204,19 @@ pub struct Issuer {
     pub certificate: PathBuf,
     /// How its certificates carry identity.
     pub identity: IdentityRule,
+    /// How its certificates are checked for revocation.
+    pub revocation: RevocationPolicy,
+}
+
+/// `[revocation]`.
+#[derive(Clone, Debug)]
+pub struct Revocation {
+    /// Cache and fetch tuning.
+    pub options: RevocationOptions,
+    /// The emergency deny-list file.
+    pub deny_list: Option<PathBuf>,
+    /// The admin endpoint's bearer-token file.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// `[limits]`.

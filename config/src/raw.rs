@@ -52,6 +52,9 @@ pub struct RawConfig {
     /// `[[route]]`.
     #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
+    /// `[revocation]`.
+    #[serde(default)]
+    pub revocation: RawRevocation,
     /// `[log]`.
     #[serde(default)]
     pub log: RawLog,
@@ -152,6 +155,9 @@ pub struct RawClientAuth {
     /// The identity rule for issuers without their own.
     #[serde(default)]
     pub identity: RawIdentityRule,
+    /// The revocation policy for issuers without their own.
+    #[serde(default)]
+    pub revocation: RawRevocationPolicy,
     /// `[[client_auth.issuer]]`.
     #[serde(default)]
     pub issuer: Vec<Spanned<RawIssuer>>,
@@ -167,6 +173,7 @@ impl Default for RawClientAuth {
             client_auth_eku: default_client_auth_eku(),
             expiry_warning: default_expiry_warning(),
             identity: RawIdentityRule::default(),
+            revocation: RawRevocationPolicy::default(),
             issuer: Vec::new(),
         }
     }
@@ -237,6 +244,166 @@ pub struct RawIssuer {
     pub certificate: Spanned<String>,
     /// Identity rule for this CA's certificates; the `[client_auth.identity]` rule when absent.
     pub identity: Option<RawIdentityRule>,
+    /// Revocation policy for this CA's certificates; unset keys come from
+    /// `[client_auth.revocation]`.
+    pub revocation: Option<RawRevocationPolicy>,
+}
+
+/// `[client_auth.revocation]` and `[client_auth.issuer.revocation]`. Every key is optional: an
+/// issuer's unset keys come from `[client_auth.revocation]`, whose unset keys have the defaults.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocationPolicy {
+    /// Subset of `"ocsp"`, `"crl"`, in the order asked; `[]` turns checking off for the CA.
+    pub sources: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `"refuse"` or `{ serve_stale_for = "4h" }`.
+    pub unknown: Option<RawUnknown>,
+    /// OCSP responder URL overriding the certificates' AIA.
+    pub ocsp_responder: Option<Spanned<String>>,
+    /// `"send"` or `"omit"`.
+    pub ocsp_nonce: Option<RawNonce>,
+    /// `"sha256"` or `"sha1"`.
+    pub ocsp_hash: Option<RawHash>,
+    /// `"auto"`, `"get"` or `"post"`.
+    pub ocsp_method: Option<RawMethod>,
+    /// CRL files (issuer entries only).
+    pub crl_files: Option<Spanned<Vec<Spanned<String>>>>,
+    /// CRL URLs besides the certificates' distribution points (issuer entries only).
+    pub crl_urls: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// What `Unknown` means.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawUnknown {
+    /// Refuse (503).
+    Refuse,
+    /// Serve the last good answer this long after it went stale.
+    ServeStaleFor(HumanDuration),
+}
+
+/// OCSP nonce policy.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum RawNonce {
+    /// Send and check.
+    Send,
+    /// Send none.
+    Omit,
+}
+
+/// OCSP CertID hash.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum RawHash {
+    /// SHA-256.
+    Sha256,
+    /// SHA-1.
+    Sha1,
+}
+
+/// OCSP HTTP method.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum RawMethod {
+    /// GET when short enough, else POST.
+    Auto,
+    /// GET.
+    Get,
+    /// POST.
+    Post,
+}
+
+/// `[revocation]`: caches, fetches and the deny list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocation {
+    /// Most certificates with a cached OCSP answer.
+    #[serde(default = "default_revocation_entries")]
+    pub max_entries: Spanned<u64>,
+    /// Longest an OCSP answer is used after fetching (and the life of answers without
+    /// nextUpdate).
+    #[serde(default = "default_revocation_max_age")]
+    pub max_age: HumanDuration,
+    /// Refresh recently used answers this long before they end.
+    #[serde(default = "default_refresh_before")]
+    pub refresh_before: HumanDuration,
+    /// "Recently used".
+    #[serde(default = "default_recently_seen")]
+    pub recently_seen: HumanDuration,
+    /// Deadline of one OCSP fetch (CRL fetches get at least 30 s).
+    #[serde(default = "default_fetch_timeout")]
+    pub fetch_timeout: HumanDuration,
+    /// Largest OCSP response accepted, bytes.
+    #[serde(default = "default_ocsp_bytes")]
+    pub max_ocsp_response_bytes: u64,
+    /// Largest CRL accepted, bytes.
+    #[serde(default = "default_crl_bytes")]
+    pub max_crl_bytes: u64,
+    /// Tolerated clock difference with responders and CRL issuers.
+    #[serde(default = "default_skew")]
+    pub clock_skew: HumanDuration,
+    /// After a failed fetch, do not ask the same source again for this long.
+    #[serde(default = "default_retry_after_failure")]
+    pub retry_after_failure: HumanDuration,
+    /// Fetch a CRL this long before its nextUpdate.
+    #[serde(default = "default_crl_refresh_before")]
+    pub crl_refresh_before: HumanDuration,
+    /// Emergency deny-list file, hot-reloaded.
+    pub deny_list: Option<Spanned<String>>,
+    /// File holding the bearer token for the admin deny-list endpoint; the endpoint is off
+    /// without it.
+    pub admin_token_file: Option<Spanned<String>>,
+}
+
+impl Default for RawRevocation {
+    fn default() -> Self {
+        Self {
+            max_entries: default_revocation_entries(),
+            max_age: default_revocation_max_age(),
+            refresh_before: default_refresh_before(),
+            recently_seen: default_recently_seen(),
+            fetch_timeout: default_fetch_timeout(),
+            max_ocsp_response_bytes: default_ocsp_bytes(),
+            max_crl_bytes: default_crl_bytes(),
+            clock_skew: default_skew(),
+            retry_after_failure: default_retry_after_failure(),
+            crl_refresh_before: default_crl_refresh_before(),
+            deny_list: None,
+            admin_token_file: None,
+        }
+    }
+}
+
+fn default_revocation_entries() -> Spanned<u64> {
+    Spanned::new(0..0, 200_000)
+}
+fn default_revocation_max_age() -> HumanDuration {
+    secs(3600)
+}
+fn default_refresh_before() -> HumanDuration {
+    secs(300)
+}
+fn default_recently_seen() -> HumanDuration {
+    secs(3600)
+}
+fn default_fetch_timeout() -> HumanDuration {
+    secs(5)
+}
+fn default_ocsp_bytes() -> u64 {
+    64 * 1024
+}
+fn default_crl_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_skew() -> HumanDuration {
+    secs(300)
+}
+fn default_retry_after_failure() -> HumanDuration {
+    secs(10)
+}
+fn default_crl_refresh_before() -> HumanDuration {
+    secs(600)
 }
 
 /// `[chain_cache]`.

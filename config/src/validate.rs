@@ -98,6 +98,7 @@ pub(crate) fn validate(text: &str, origin: Option<&Path>, base: &Path) -> Result
         client_auth,
         chain_cache,
         limits,
+        revocation: revocation(&ctx, &raw.revocation)?,
         upstreams,
         routes,
         log: Log { level: raw.log.level, format: raw.log.format },
@@ -216,6 +217,19 @@ fn client_auth(ctx: &Ctx<'_>, raw: &RawClientAuth) -> Result<ClientAuth, ConfigE
         ));
     }
     let default_identity = identity_rule(ctx, &raw.identity)?;
+    if let Some(files) = &raw.revocation.crl_files {
+        return Err(ctx.invalid(
+            files.span(),
+            "crl_files belong under a [[client_auth.issuer]]: a CRL is checked against its issuer's certificate",
+        ));
+    }
+    if let Some(urls) = &raw.revocation.crl_urls {
+        return Err(ctx.invalid(
+            urls.span(),
+            "crl_urls belong under a [[client_auth.issuer]]: a CRL is checked against its issuer's certificate",
+        ));
+    }
+    let default_revocation = revocation_policy(ctx, &raw.revocation, &RawRevocationPolicy::default())?;
     let mut names = HashSet::new();
     let mut issuers = Vec::with_capacity(raw.issuer.len());
     for i in &raw.issuer {
@@ -230,6 +244,10 @@ fn client_auth(ctx: &Ctx<'_>, raw: &RawClientAuth) -> Result<ClientAuth, ConfigE
                 Some(rule) => identity_rule(ctx, rule)?,
                 None => default_identity.clone(),
             },
+            revocation: match &i.revocation {
+                Some(own) => revocation_policy(ctx, own, &raw.revocation)?,
+                None => default_revocation.clone(),
+            },
         });
     }
     Ok(ClientAuth {
@@ -240,7 +258,108 @@ fn client_auth(ctx: &Ctx<'_>, raw: &RawClientAuth) -> Result<ClientAuth, ConfigE
         client_auth_eku: raw.client_auth_eku,
         expiry_warning: raw.expiry_warning.0,
         identity: default_identity,
+        revocation: default_revocation,
         issuers,
+    })
+}
+
+/// A policy from `own`, with unset keys taken from `fallback`, then from the defaults.
+fn revocation_policy(
+    ctx: &Ctx<'_>,
+    own: &RawRevocationPolicy,
+    fallback: &RawRevocationPolicy,
+) -> Result<RevocationPolicy, ConfigError> {
+    let defaults = RevocationPolicy::default();
+    let sources = match own.sources.as_ref().or(fallback.sources.as_ref()) {
+        None => defaults.sources,
+        Some(list) => {
+            let mut out = Vec::new();
+            for s in list.get_ref() {
+                let source = match s.get_ref().as_str() {
+                    "ocsp" => Source::Ocsp,
+                    "crl" => Source::Crl,
+                    other => {
+                        return Err(ctx.invalid(
+                            s.span(),
+                            format!("unknown revocation source {other:?}; use \"ocsp\" and/or \"crl\""),
+                        ));
+                    }
+                };
+                if out.contains(&source) {
+                    return Err(ctx.invalid(s.span(), format!("source {:?} is listed twice", s.get_ref())));
+                }
+                out.push(source);
+            }
+            out
+        }
+    };
+    let unknown = match own.unknown.or(fallback.unknown) {
+        None | Some(RawUnknown::Refuse) => UnknownStatus::Refuse,
+        Some(RawUnknown::ServeStaleFor(d)) => UnknownStatus::ServeStaleFor(d.0),
+    };
+    let responder = match own.ocsp_responder.as_ref().or(fallback.ocsp_responder.as_ref()) {
+        Some(url) => Some(http_url(ctx, url)?),
+        None => None,
+    };
+    let ocsp = OcspSettings {
+        responder,
+        nonce: match own.ocsp_nonce.or(fallback.ocsp_nonce) {
+            Some(RawNonce::Send) => NoncePolicy::Send,
+            Some(RawNonce::Omit) | None => NoncePolicy::Omit,
+        },
+        hash: match own.ocsp_hash.or(fallback.ocsp_hash) {
+            Some(RawHash::Sha1) => CertIdHash::Sha1,
+            Some(RawHash::Sha256) | None => CertIdHash::Sha256,
+        },
+        method: match own.ocsp_method.or(fallback.ocsp_method) {
+            Some(RawMethod::Get) => OcspMethod::Get,
+            Some(RawMethod::Post) => OcspMethod::Post,
+            Some(RawMethod::Auto) | None => OcspMethod::Auto,
+        },
+    };
+    let crl_files = match &own.crl_files {
+        Some(files) => files.get_ref().iter().map(|f| ctx.path(f)).collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    let crl_urls = match &own.crl_urls {
+        Some(urls) => urls.get_ref().iter().map(|u| http_url(ctx, u)).collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    Ok(RevocationPolicy { sources, unknown, ocsp, crl_files, crl_urls })
+}
+
+fn http_url(ctx: &Ctx<'_>, url: &Spanned<String>) -> Result<String, ConfigError> {
+    let ok = url.get_ref().parse::<http::Uri>().is_ok_and(|u| u.scheme_str() == Some("http") && u.host().is_some());
+    if ok {
+        Ok(url.get_ref().clone())
+    } else {
+        Err(ctx.invalid(
+            url.span(),
+            format!(
+                "{:?} is not an http:// URL (OCSP and CRL fetches are plain HTTP: the data is signed)",
+                url.get_ref()
+            ),
+        ))
+    }
+}
+
+fn revocation(ctx: &Ctx<'_>, raw: &RawRevocation) -> Result<Revocation, ConfigError> {
+    Ok(Revocation {
+        options: RevocationOptions {
+            max_entries: *raw.max_entries.get_ref(),
+            max_age: raw.max_age.0,
+            refresh_before: raw.refresh_before.0,
+            recently_seen: raw.recently_seen.0,
+            fetch_timeout: raw.fetch_timeout.0,
+            max_ocsp_response_bytes: usize::try_from(raw.max_ocsp_response_bytes).unwrap_or(usize::MAX),
+            max_crl_bytes: usize::try_from(raw.max_crl_bytes).unwrap_or(usize::MAX),
+            clock_skew: raw.clock_skew.0,
+            retry_after_failure: raw.retry_after_failure.0,
+            crl_refresh_before: raw.crl_refresh_before.0,
+            ..RevocationOptions::default()
+        },
+        deny_list: raw.deny_list.as_ref().map(|p| ctx.path(p)).transpose()?,
+        admin_token_file: raw.admin_token_file.as_ref().map(|p| ctx.path(p)).transpose()?,
     })
 }
 
@@ -483,6 +602,45 @@ upstream = "pds"
         let text =
             MINIMAL.replace("trust_anchors = [\"root.pem\"]", "trust_anchors = [\"root.pem\"]\nmax_chain_length = 1");
         assert!(parse(&text).unwrap_err().to_string().contains("between 2 and 8"));
+    }
+
+    #[test]
+    fn revocation_policy_defaults_fail_closed_and_issuers_inherit_unset_keys() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.client_auth.revocation.sources, vec![Source::Ocsp, Source::Crl]);
+        assert_eq!(c.client_auth.revocation.unknown, UnknownStatus::Refuse);
+
+        let text = MINIMAL.replace(
+            "trust_anchors = [\"root.pem\"]",
+            "trust_anchors = [\"root.pem\"]\n[client_auth.revocation]\nsources = [\"crl\"]\nunknown = { serve_stale_for = \"4h\" }\n\
+             [[client_auth.issuer]]\nname = \"ca\"\ncertificate = \"ca.pem\"\n[client_auth.issuer.revocation]\n\
+             ocsp_nonce = \"send\"\ncrl_files = [\"ca.crl\"]\n",
+        );
+        let c = parse(&text).unwrap();
+        let issuer = &c.client_auth.issuers[0].revocation;
+        assert_eq!(issuer.sources, vec![Source::Crl], "inherited from [client_auth.revocation]");
+        assert_eq!(issuer.unknown, UnknownStatus::ServeStaleFor(std::time::Duration::from_secs(4 * 3600)));
+        assert_eq!(issuer.ocsp.nonce, NoncePolicy::Send);
+        assert_eq!(issuer.crl_files, vec![Path::new("/etc/spinegate/ca.crl").to_path_buf()]);
+    }
+
+    #[test]
+    fn crl_files_without_an_issuer_and_non_http_urls_are_refused() {
+        let text = MINIMAL.replace(
+            "trust_anchors = [\"root.pem\"]",
+            "trust_anchors = [\"root.pem\"]\n[client_auth.revocation]\ncrl_files = [\"x.crl\"]",
+        );
+        assert!(parse(&text).unwrap_err().to_string().contains("belong under a [[client_auth.issuer]]"));
+        let text = MINIMAL.replace(
+            "trust_anchors = [\"root.pem\"]",
+            "trust_anchors = [\"root.pem\"]\n[client_auth.revocation]\nocsp_responder = \"https://ocsp.example\"",
+        );
+        assert!(parse(&text).unwrap_err().to_string().contains("not an http:// URL"));
+        let text = MINIMAL.replace(
+            "trust_anchors = [\"root.pem\"]",
+            "trust_anchors = [\"root.pem\"]\n[client_auth.revocation]\nsources = [\"ocsp\", \"ldap\"]",
+        );
+        assert!(parse(&text).unwrap_err().to_string().contains("unknown revocation source"));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct LeafSpec {
     reuse_key: Option<String>,
     padding: usize,
     serial: Option<SerialNumber>,
+    ocsp_urls: Vec<String>,
+    crl_urls: Vec<String>,
 }
 
 impl LeafSpec {
@@ -46,6 +48,8 @@ impl LeafSpec {
             reuse_key: None,
             padding: 0,
             serial: None,
+            ocsp_urls: Vec::new(),
+            crl_urls: Vec::new(),
         }
     }
 
@@ -74,6 +78,8 @@ impl LeafSpec {
             reuse_key: None,
             padding: 0,
             serial: None,
+            ocsp_urls: Vec::new(),
+            crl_urls: Vec::new(),
         }
     }
 
@@ -142,6 +148,23 @@ impl LeafSpec {
         self
     }
 
+    /// Adds an OCSP responder to the Authority Information Access extension.
+    pub fn ocsp_url(mut self, url: impl Into<String>) -> Self {
+        self.ocsp_urls.push(url.into());
+        self
+    }
+
+    /// Adds a CRL distribution point.
+    pub fn crl_url(mut self, url: impl Into<String>) -> Self {
+        self.crl_urls.push(url.into());
+        self
+    }
+
+    /// A delegated OCSP responder certificate (EKU id-kp-OCSPSigning), ECDSA P-256.
+    pub fn ocsp_responder(name: &str) -> Self {
+        Self::server(&[name]).eku(vec![ExtendedKeyUsagePurpose::OcspSigning])
+    }
+
     /// The start of validity.
     pub fn not_before(&self) -> OffsetDateTime {
         self.not_before
@@ -170,6 +193,12 @@ impl LeafSpec {
         params.not_after = self.not_after;
         params.serial_number = Some(self.serial.clone().unwrap_or_else(random_serial));
         params.use_authority_key_identifier_extension = true;
+        if !self.crl_urls.is_empty() {
+            params.crl_distribution_points = vec![rcgen::CrlDistributionPoint { uris: self.crl_urls.clone() }];
+        }
+        if !self.ocsp_urls.is_empty() {
+            params.custom_extensions.push(CustomExtension::from_oid_content(AIA_OID, aia(&self.ocsp_urls)));
+        }
         if self.padding > 0 {
             // An OCTET STRING wrapping zeros: well-formed DER, meaningless content.
             let mut content = der_length_prefixed(0x04, self.padding);
@@ -178,6 +207,26 @@ impl LeafSpec {
         }
         Ok(params)
     }
+}
+
+/// id-pe-authorityInfoAccess.
+const AIA_OID: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 1];
+
+/// AuthorityInfoAccessSyntax with one id-ad-ocsp access description per URL.
+fn aia(urls: &[String]) -> Vec<u8> {
+    use der::Encode;
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax};
+    let descriptions = urls
+        .iter()
+        .map(|u| AccessDescription {
+            access_method: der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1"),
+            access_location: GeneralName::UniformResourceIdentifier(
+                der::asn1::Ia5String::new(u).expect("test URLs are ASCII"),
+            ),
+        })
+        .collect();
+    AuthorityInfoAccessSyntax(descriptions).to_der().expect("AIA encodes")
 }
 
 /// DER tag and length header for `len` content bytes.

@@ -15,13 +15,18 @@
 //! - [`world`]: [`DevWorld`], the dev PKI on disk, created or reused.
 //! - [`manifest`]: [`Manifest`], `DIR/manifest.json`.
 //! - [`demo_service`]: the demo patient-data service (FHIR-flavoured JSON).
+//! - [`crl`]: CRLs (full, delta, partitioned) signed by a [`Ca`].
+//! - [`ocsp`]: OCSP responses and a controllable OCSP responder.
 //! - [`nhs_number`]: NHS number check digits.
 
+mod asn1;
 pub mod ca;
+pub mod crl;
 pub mod demo_service;
 pub mod leaf;
 pub mod manifest;
 pub mod nhs_number;
+pub mod ocsp;
 pub mod world;
 
 pub use ca::{Ca, Issued, KeyKind};

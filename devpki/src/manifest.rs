@@ -20,6 +20,12 @@ pub struct Manifest {
     pub upstream_url: String,
     /// The gateway configuration `spinegate dev` generated and runs.
     pub config: PathBuf,
+    /// The dev OCSP responder for the smartcard issuing CA.
+    #[serde(default)]
+    pub ocsp_url: String,
+    /// The dev CRL of the smartcard issuing CA (DER).
+    #[serde(default)]
+    pub crl: Option<PathBuf>,
     /// Demo users.
     pub users: Vec<ManifestUser>,
 }
@@ -39,6 +45,9 @@ pub struct ManifestUser {
     pub certificate_state: String,
     /// The certificate's notAfter, RFC 3339.
     pub not_after: Option<String>,
+    /// Whether the dev PKI has revoked the certificate.
+    #[serde(default)]
+    pub revoked: bool,
 }
 
 impl Manifest {

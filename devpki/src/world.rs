@@ -79,14 +79,19 @@ pub struct DevUser {
     pub key_path: PathBuf,
     /// The certificate's notAfter.
     pub not_after: OffsetDateTime,
+    /// The certificate's serial, big-endian without leading zeros.
+    pub serial: Vec<u8>,
+    /// Whether the dev PKI has revoked it.
+    pub revoked: bool,
 }
 
-/// The demo users: (name, user id, surname, forename, state).
-pub const DEMO_USERS: &[(&str, &str, &str, &str, UserState)] = &[
-    ("alice", "555000000001", "ABLE", "Alice", UserState::Valid),
-    ("bob", "555000000002", "BAKER", "Bob", UserState::Valid),
-    ("carol", "555000000003", "CARTER", "Carol", UserState::ExpiringSoon),
-    ("dave", "555000000004", "DAVIES", "Dave", UserState::Expired),
+/// The demo users: (name, user id, surname, forename, state, revoked).
+pub const DEMO_USERS: &[(&str, &str, &str, &str, UserState, bool)] = &[
+    ("alice", "555000000001", "ABLE", "Alice", UserState::Valid, false),
+    // bob's card was lost: his valid certificate is revoked (OCSP and the CRL say so).
+    ("bob", "555000000002", "BAKER", "Bob", UserState::Valid, true),
+    ("carol", "555000000003", "CARTER", "Carol", UserState::ExpiringSoon, false),
+    ("dave", "555000000004", "DAVIES", "Dave", UserState::Expired, false),
 ];
 
 /// The dev PKI, loaded or created.
@@ -95,8 +100,8 @@ pub struct DevWorld {
     pub dir: PathBuf,
     /// Smartcard root CA.
     pub root: Ca,
-    /// Smartcard issuing CA.
-    pub issuing: Ca,
+    /// Smartcard issuing CA (shared with the dev OCSP responder).
+    pub issuing: std::sync::Arc<Ca>,
     /// CA of the gateway's server certificate.
     pub tls_root: Ca,
     /// Demo users.
@@ -137,7 +142,7 @@ impl DevWorld {
                 ca
             }
         };
-        ensure_leaf(
+        let _ = ensure_leaf(
             &pki.join("server.pem"),
             &pki.join("server.key"),
             &tls_root,
@@ -148,10 +153,10 @@ impl DevWorld {
 
         let now = OffsetDateTime::now_utc();
         let mut users = Vec::with_capacity(DEMO_USERS.len());
-        for &(name, user_id, surname, forename, state) in DEMO_USERS {
+        for &(name, user_id, surname, forename, state, revoked) in DEMO_USERS {
             let cert_path = dir.join("users").join(format!("{name}.pem"));
             let key_path = dir.join("users").join(format!("{name}.key"));
-            let not_after = ensure_leaf(
+            let (not_after, serial) = ensure_leaf(
                 &cert_path,
                 &key_path,
                 &issuing,
@@ -159,9 +164,20 @@ impl DevWorld {
                 || state.spec(LeafSpec::smartcard(user_id, surname, forename)),
                 fresh_cas,
             )?;
-            users.push(DevUser { name, user_id, surname, forename, state, cert_path, key_path, not_after });
+            users.push(DevUser {
+                name,
+                user_id,
+                surname,
+                forename,
+                state,
+                cert_path,
+                key_path,
+                not_after,
+                serial,
+                revoked,
+            });
         }
-        Ok(Self { dir: dir.to_path_buf(), root, issuing, tls_root, users })
+        Ok(Self { dir: dir.to_path_buf(), root, issuing: std::sync::Arc::new(issuing), tls_root, users })
     }
 
     /// The user called `name`.
@@ -225,7 +241,7 @@ fn store_ca(dir: &Path, stem: &str, ca: &Ca) -> Result<(), Error> {
 }
 
 /// Makes sure `cert_path` holds a certificate from `ca` that `fit` accepts, re-issuing it (with
-/// the stored key when there is one) otherwise. Returns its notAfter.
+/// the stored key when there is one) otherwise. Returns its notAfter and serial.
 fn ensure_leaf(
     cert_path: &Path,
     key_path: &Path,
@@ -233,7 +249,7 @@ fn ensure_leaf(
     fit: impl Fn(OffsetDateTime, OffsetDateTime) -> bool,
     spec: impl Fn() -> LeafSpec,
     force: bool,
-) -> Result<OffsetDateTime, Error> {
+) -> Result<(OffsetDateTime, Vec<u8>), Error> {
     let now = OffsetDateTime::now_utc();
     if !force && let Ok(text) = read(cert_path) {
         let fits = pem::parse_many(&text).ok().and_then(|blocks| {
@@ -243,10 +259,10 @@ fn ensure_leaf(
             // The chain must still end in this CA: a regenerated CA invalidates old leaves.
             let issued_here = ders.get(1).map(Vec::as_slice) == ca.chain().first().map(|c| c.as_ref())
                 || (ca.chain().is_empty() && leaf.issuer().as_raw() == subject_of(ca)?.as_slice());
-            (issued_here && fit(not_after, now)).then_some(not_after)
+            (issued_here && fit(not_after, now)).then(|| (not_after, serial_bytes(leaf.raw_serial())))
         });
-        if let (Some(not_after), true) = (fits, key_path.exists()) {
-            return Ok(not_after);
+        if let (Some(found), true) = (fits, key_path.exists()) {
+            return Ok(found);
         }
     }
     let mut spec = spec();
@@ -256,7 +272,15 @@ fn ensure_leaf(
     let issued: Issued = ca.issue(&spec)?;
     write(key_path, &issued.key_pem(), true)?;
     write(cert_path, &issued.chain_pem(), false)?;
-    Ok(spec.not_after())
+    let serial = x509_parser::parse_x509_certificate(&issued.cert)
+        .map(|(_, c)| serial_bytes(c.raw_serial()))
+        .map_err(|e| Error::Corrupt { path: cert_path.to_path_buf(), message: e.to_string() })?;
+    Ok((spec.not_after(), serial))
+}
+
+fn serial_bytes(raw: &[u8]) -> Vec<u8> {
+    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len().saturating_sub(1));
+    raw[start..].to_vec()
 }
 
 fn subject_of(ca: &Ca) -> Option<Vec<u8>> {

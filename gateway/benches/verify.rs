@@ -26,6 +26,7 @@ fn client_auth() -> ClientAuth {
             require_ou: Some("People".into()),
             require_o: Some("nhs".into()),
         },
+        revocation: spinegate_config::RevocationPolicy::default(),
         issuers: Vec::new(),
     }
 }

@@ -1,5 +1,9 @@
 //! The admin listener, on its own address: `/healthz` (the process is alive), `/readyz` (listeners
-//! are up and the gateway is not draining), `/metrics` (Prometheus text).
+//! are up and the gateway is not draining), `/metrics` (Prometheus text), and
+//! `/revocation/deny` — the emergency deny list of this replica: `GET` lists it, `POST` adds and
+//! `DELETE` removes the `user <id>` / `serial <hex>` lines in the body. The deny-list endpoint
+//! needs `Authorization: Bearer <token>` with the token from `admin_token_file`, and is absent
+//! without one.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -7,9 +11,10 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use spinegate_revocation::deny::DenyEntry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -33,6 +38,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
 }
 
 async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == "/revocation/deny" {
+        return Ok(deny_list(&shared, req).await);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n"));
     }
@@ -48,6 +56,7 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         "/metrics" => {
             shared.cache.sync();
             metrics::gauge!(m::CHAIN_CACHE_ENTRIES).set(shared.cache.len() as f64);
+            crate::revocation::publish_gauges(&shared.revocation, shared.clock.now().as_secs());
             let mut response = text(StatusCode::OK, "");
             *response.body_mut() = Full::new(Bytes::from(shared.metrics.render()));
             response.headers_mut().insert(
@@ -58,6 +67,74 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     })
+}
+
+/// The deny-list endpoint.
+async fn deny_list(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(token) = &shared.admin_token else {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::as_bytes);
+    let authorised = presented.is_some_and(|p| aws_lc_rs::constant_time::verify_slices_are_equal(p, token).is_ok());
+    if !authorised {
+        tracing::warn!(method = %req.method(), "deny-list request without a valid admin token");
+        let mut response = text(StatusCode::UNAUTHORIZED, "admin token required\n");
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer realm=\"spinegate-admin\""));
+        return response;
+    }
+    let method = req.method().clone();
+    if method == Method::GET {
+        let listing: String = shared.revocation.snapshot().deny_list().entries().map(|e| format!("{e}\n")).collect();
+        let mut response = text(StatusCode::OK, "");
+        *response.body_mut() = Full::new(Bytes::from(listing));
+        return response;
+    }
+    if method != Method::POST && method != Method::DELETE {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET, POST or DELETE\n");
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), 64 * 1024).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "body over 64 KiB\n"),
+    };
+    let Ok(body) = std::str::from_utf8(&body) else {
+        return text(StatusCode::BAD_REQUEST, "body is not UTF-8\n");
+    };
+    let mut entries = Vec::new();
+    for (i, line) in body.lines().enumerate() {
+        let content = line.split('#').next().unwrap_or("").trim();
+        if content.is_empty() {
+            continue;
+        }
+        match DenyEntry::parse(content) {
+            Ok(entry) => entries.push(entry),
+            Err(message) => {
+                let mut response = text(StatusCode::BAD_REQUEST, "");
+                *response.body_mut() = Full::new(Bytes::from(format!("line {}: {message}\n", i + 1)));
+                return response;
+            }
+        }
+    }
+    let count = entries.len();
+    if method == Method::POST {
+        tracing::warn!(entries = ?entries.iter().map(ToString::to_string).collect::<Vec<_>>(), "deny-list entries added by the admin endpoint");
+        shared.revocation.deny_add(entries);
+    } else {
+        tracing::warn!(entries = ?entries.iter().map(ToString::to_string).collect::<Vec<_>>(), "deny-list entries removed by the admin endpoint");
+        shared.revocation.deny_remove(&entries);
+    }
+    let mut response = text(StatusCode::OK, "");
+    *response.body_mut() = Full::new(Bytes::from(format!(
+        "{count} entries {}\n",
+        if method == Method::POST { "added" } else { "removed" }
+    )));
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use spinegate_devpki::crl::{CrlSpec, RevokedEntry};
 use spinegate_devpki::demo_service::DemoService;
+use spinegate_devpki::ocsp::OcspResponder;
 use spinegate_devpki::{DevWorld, Manifest, ManifestUser};
 
 use crate::{Gateway, Options, StartError};
@@ -28,8 +30,8 @@ pub enum DevError {
     /// Creating or loading the dev PKI failed.
     #[error("dev PKI: {0}")]
     Pki(#[from] spinegate_devpki::Error),
-    /// The demo service could not bind.
-    #[error("demo service: {0}")]
+    /// The demo service or the OCSP responder could not bind.
+    #[error("dev services: {0}")]
     Demo(std::io::Error),
     /// The generated configuration was refused (a bug, reported as such).
     #[error("generated configuration: {0}")]
@@ -46,6 +48,8 @@ pub struct DevWorldRunning {
     pub gateway: Gateway,
     /// The demo patient-data service.
     pub demo: DemoService,
+    /// The dev OCSP responder for the smartcard issuing CA.
+    pub ocsp: OcspResponder,
     /// What was written to `DIR/manifest.json`.
     pub manifest: Manifest,
     /// Path of the manifest.
@@ -57,6 +61,7 @@ impl DevWorldRunning {
     pub async fn shutdown(self, deadline: Duration) {
         self.gateway.shutdown(deadline).await;
         self.demo.shutdown().await;
+        self.ocsp.shutdown();
     }
 }
 
@@ -65,8 +70,26 @@ impl DevWorldRunning {
 pub async fn start(options: &DevOptions, gateway_options: Options) -> Result<DevWorldRunning, DevError> {
     let world = DevWorld::open_or_create(&options.dir)?;
     let demo = DemoService::spawn(SocketAddr::from(([127, 0, 0, 1], 0))).await.map_err(DevError::Demo)?;
+    // Revocation: an OCSP responder and a CRL for the issuing CA, both saying bob is revoked.
+    let ocsp = OcspResponder::spawn(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        std::sync::Arc::clone(&world.issuing),
+        world.users.iter().map(|u| u.serial.clone()),
+    )
+    .await
+    .map_err(DevError::Demo)?;
+    let mut crl = CrlSpec::new(time::OffsetDateTime::now_utc().unix_timestamp().unsigned_abs());
+    for user in world.users.iter().filter(|u| u.revoked) {
+        ocsp.revoke(&user.serial);
+        crl.revoked.push(RevokedEntry { reason: Some(1), ..RevokedEntry::now(&user.serial) });
+    }
+    let crl_path = options.dir.join("pki/smartcard-issuing.crl");
+    let crl_der = world.issuing.crl(&crl)?;
+    std::fs::write(&crl_path, crl_der)
+        .map_err(|source| spinegate_devpki::Error::Io { path: crl_path.clone(), source })?;
+
     let config_path = options.dir.join("spinegate.toml");
-    let text = config_text(&world, options, demo.addr());
+    let text = config_text(&world, options, demo.addr(), &ocsp.url(), &crl_path);
     std::fs::write(&config_path, &text)
         .map_err(|source| spinegate_devpki::Error::Io { path: config_path.clone(), source })?;
     let config = spinegate_config::load(&config_path)?;
@@ -79,6 +102,8 @@ pub async fn start(options: &DevOptions, gateway_options: Options) -> Result<Dev
         server_ca: world.tls_root_path(),
         upstream_url: format!("http://{}", demo.addr()),
         config: config_path,
+        ocsp_url: ocsp.url(),
+        crl: Some(crl_path),
         users: world
             .users
             .iter()
@@ -89,15 +114,16 @@ pub async fn start(options: &DevOptions, gateway_options: Options) -> Result<Dev
                 key: Some(u.key_path.clone()),
                 certificate_state: u.state.as_str().to_owned(),
                 not_after: u.not_after.format(&time::format_description::well_known::Rfc3339).ok(),
+                revoked: u.revoked,
             })
             .collect(),
     };
     let manifest_path = options.dir.join("manifest.json");
     manifest.write(&manifest_path)?;
-    Ok(DevWorldRunning { gateway, demo, manifest, manifest_path })
+    Ok(DevWorldRunning { gateway, demo, ocsp, manifest, manifest_path })
 }
 
-fn config_text(world: &DevWorld, options: &DevOptions, upstream: SocketAddr) -> String {
+fn config_text(world: &DevWorld, options: &DevOptions, upstream: SocketAddr, ocsp_url: &str, crl: &Path) -> String {
     let (server_cert, server_key) = world.server_paths();
     let p = |path: &Path| toml_string(&path.display().to_string());
     format!(
@@ -122,6 +148,12 @@ expiry_warning = "90d"
 [[client_auth.issuer]]
 name = "dev-smartcard-issuing-ca"
 certificate = {issuing}
+
+# The dev OCSP responder first, the dev CRL when it cannot answer.
+[client_auth.issuer.revocation]
+sources = ["ocsp", "crl"]
+ocsp_responder = {ocsp}
+crl_files = [{crl}]
 
 [[upstream]]
 name = "demo-patient-data"
@@ -153,6 +185,8 @@ format = "text"
         server_key = p(&server_key),
         root = p(&world.root_path()),
         issuing = p(&world.issuing_path()),
+        ocsp = toml_string(ocsp_url),
+        crl = p(crl),
     )
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use spinegate_config::{IdentityRule, UserIdSource};
-use spinegate_revocation::CertId;
+use spinegate_revocation::issuer::Subject;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::oid_registry::{OID_X509_COMMON_NAME, OID_X509_SERIALNUMBER, Oid};
 use x509_parser::x509::X509Name;
@@ -47,8 +47,8 @@ pub struct CertIdentity {
     pub user_id: UserId,
     /// The issuing CA's configured name (`"default"` when it has no `[[client_auth.issuer]]`).
     pub issuer_name: Arc<str>,
-    /// Issuer and serial, as revocation sources know the certificate.
-    pub cert_id: CertId,
+    /// The certificate as revocation sources know it: issuer, serial, OCSP and CRL locations.
+    pub revocation: Arc<Subject>,
     /// The leaf's notAfter, seconds since the Unix epoch.
     pub not_after: u64,
     /// The same instant in RFC 3339, computed once for the expiry warning.

@@ -17,6 +17,7 @@
 //! - [`error`]: the one mapping from refusal [`Reason`] to response.
 //! - [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`runtime`]: the snapshot requests read, built from a configuration.
+//! - [`revocation`]: the revocation state wired in: policies, fetcher, metrics.
 //! - [`material`]: loading PEM certificates and keys.
 //! - [`clock`]: time as a parameter.
 //! - [`dev`]: `spinegate dev`, the embedded development world.
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod peer;
 pub mod pipeline;
 pub mod proxy;
+pub mod revocation;
 pub mod routing;
 pub mod runtime;
 pub mod server;

@@ -28,6 +28,27 @@ pub const CLIENT_CERT_VERIFICATIONS: &str = "spinegate_client_cert_verifications
 pub const CHAIN_CACHE_LOOKUPS: &str = "spinegate_chain_cache_lookups_total";
 /// Chains in the cache.
 pub const CHAIN_CACHE_ENTRIES: &str = "spinegate_chain_cache_entries";
+/// Revocation fetches: `source` (`ocsp`, `crl`), `outcome` (`ok` or an error label).
+pub const REVOCATION_FETCHES: &str = "spinegate_revocation_fetches_total";
+/// Revocation fetch duration (OCSP responder latency, CRL download) in seconds: `source`.
+pub const REVOCATION_FETCH_DURATION: &str = "spinegate_revocation_fetch_duration_seconds";
+/// Revocation answers on the request path: `source` (`ocsp`, `crl`, `deny_list`, `none`),
+/// `status` (`good`, `revoked`, `unknown`, `not_checked`).
+pub const REVOCATION_ANSWERS: &str = "spinegate_revocation_answers_total";
+/// Good answers served stale under `serve_stale_for`: `source`.
+pub const REVOCATION_STALE_SERVES: &str = "spinegate_revocation_stale_serves_total";
+/// Certificates with a cached OCSP answer.
+pub const REVOCATION_OCSP_CACHE_ENTRIES: &str = "spinegate_revocation_ocsp_cache_entries";
+/// The revocation generation (advances whenever a certificate may have become refused).
+pub const REVOCATION_GENERATION: &str = "spinegate_revocation_generation";
+/// Entries of each loaded CRL: `source`, `kind` (`full`, `delta`).
+pub const CRL_ENTRIES: &str = "spinegate_crl_entries";
+/// Seconds since each loaded CRL's thisUpdate: `source`, `kind`.
+pub const CRL_AGE: &str = "spinegate_crl_age_seconds";
+/// Seconds until each loaded CRL's nextUpdate (negative when past): `source`, `kind`.
+pub const CRL_NEXT_UPDATE_IN: &str = "spinegate_crl_next_update_in_seconds";
+/// Emergency deny-list entries in force.
+pub const DENY_LIST_ENTRIES: &str = "spinegate_deny_list_entries";
 /// Build information: `version`.
 pub const BUILD_INFO: &str = "spinegate_build_info";
 

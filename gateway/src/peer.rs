@@ -63,10 +63,17 @@ fn resolve_fingerprinted(
     Ok(cache.insert(*fingerprint, Entry::new(Arc::new(identity), not_after, epoch), now))
 }
 
-/// Refuses a certificate already known to be revoked; anything else passes at this point
-/// (an `Unknown` is answered per request with 503, which tells the client more than an alert).
-pub fn refuse_if_revoked(entry: &VerifiedEntry, revocation: &Revocation, now: UnixTime) -> Result<(), CertFailure> {
-    match revocation.snapshot().status(&entry.value().cert_id, now) {
+/// Refuses a certificate already known to be revoked (deny list, a loaded CRL, a cached OCSP
+/// answer); anything else passes at this point. An unknown status is not an alert: the first
+/// request waits for the shared fetch this starts, and a refusal then is a 503 that tells the
+/// client more than a handshake failure would.
+pub fn refuse_if_revoked(
+    entry: &VerifiedEntry,
+    revocation: &Arc<Revocation>,
+    now: UnixTime,
+) -> Result<(), CertFailure> {
+    let identity = entry.value();
+    match revocation.peek(&identity.revocation, identity.user_id.as_str(), now).status {
         Status::Revoked { .. } => Err(CertFailure::Revoked),
         Status::Good | Status::Unknown(_) | Status::NotChecked => Ok(()),
     }
@@ -101,12 +108,13 @@ impl Peer {
     }
 
     /// Checks the certificate for a request at `now`: still within validity, still trusted, not
-    /// revoked. Cheap when nothing changed since the last request.
-    pub fn check(
+    /// revoked. Two integer comparisons when nothing changed since the last request; otherwise
+    /// the chain is resolved again and revocation asked (a map read, or the shared fetch).
+    pub async fn check(
         &self,
         trust: &TrustStore,
         cache: &Cache,
-        revocation: &Revocation,
+        revocation: &Arc<Revocation>,
         now: UnixTime,
     ) -> Result<VerifiedEntry, PeerRefusal> {
         let entry = match self.current.load_full() {
@@ -119,15 +127,20 @@ impl Peer {
                 fresh
             }
         };
-        let snapshot = revocation.snapshot();
-        let generation = snapshot.generation().0;
-        if entry.revocation_generation() != generation {
-            match snapshot.status(&entry.value().cert_id, now) {
-                Status::Good | Status::NotChecked => entry.set_revocation_generation(generation),
-                Status::Revoked { .. } => return Err(PeerRefusal::Certificate(CertFailure::Revoked)),
-                Status::Unknown(_) => return Err(PeerRefusal::RevocationUnknown),
-            }
+        let generation = revocation.generation();
+        let (marked, valid_until) = entry.revocation_mark();
+        if marked == generation && now.as_secs() < valid_until {
+            return Ok(entry);
         }
-        Ok(entry)
+        let identity = entry.value();
+        let answer = revocation.check(&identity.revocation, identity.user_id.as_str(), now).await;
+        match answer.status {
+            Status::Good | Status::NotChecked => {
+                entry.set_revocation_mark(generation, answer.valid_until);
+                Ok(entry)
+            }
+            Status::Revoked { .. } => Err(PeerRefusal::Certificate(CertFailure::Revoked)),
+            Status::Unknown(_) => Err(PeerRefusal::RevocationUnknown),
+        }
     }
 }

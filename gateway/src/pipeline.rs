@@ -172,7 +172,7 @@ async fn process(
 ) -> Result<Response<ResponseBody>, Reason> {
     check_limits(runtime, request.headers())?;
     let now = conn.shared.clock.now();
-    let principal = authenticate(conn, runtime, now)?;
+    let principal = authenticate(conn, runtime, now).await?;
     ctx.user_id = Some(principal.identity.user_id);
     ctx.expiry_warning = expiry_warning(&principal, now, runtime.expiry_warning);
 
@@ -253,12 +253,12 @@ fn check_limits(runtime: &Runtime, headers: &HeaderMap) -> Result<(), Reason> {
     Ok(())
 }
 
-fn authenticate(conn: &Conn, runtime: &Runtime, now: UnixTime) -> Result<Principal, Reason> {
+async fn authenticate(conn: &Conn, runtime: &Runtime, now: UnixTime) -> Result<Principal, Reason> {
     let Some(peer) = &conn.peer else {
         return Err(Reason::ClientCertificateRequired);
     };
     let shared = &conn.shared;
-    match peer.check(&runtime.trust, &shared.cache, &shared.revocation, now) {
+    match peer.check(&runtime.trust, &shared.cache, &shared.revocation, now).await {
         Ok(entry) => Ok(Principal {
             identity: Arc::clone(entry.value()),
             method: AuthMethod::Smartcard,

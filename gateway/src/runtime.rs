@@ -67,6 +67,8 @@ pub struct Shared {
     pub metrics: PrometheusHandle,
     /// False while starting and once draining: `/readyz` answers 503.
     pub ready: AtomicBool,
+    /// Bearer token of the admin deny-list endpoint, when configured.
+    pub admin_token: Option<Vec<u8>>,
 }
 
 impl Runtime {
@@ -117,7 +119,10 @@ impl Runtime {
 pub fn check_material(config: &Config) -> Result<Vec<String>, MaterialError> {
     let provider = tls::provider();
     let cache = Arc::new(Cache::new(config.chain_cache));
-    let revocation = Arc::new(Revocation::new());
+    // Policies name issuer certificates: load them as the gateway would.
+    crate::revocation::policies(config)?;
+    admin_token(config)?;
+    let revocation = Revocation::disabled();
     let resumption = config
         .listeners
         .iter()
@@ -126,4 +131,21 @@ pub fn check_material(config: &Config) -> Result<Vec<String>, MaterialError> {
     let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
     let runtime = Runtime::build(config, &cache, &revocation, &provider, &resumption, &clock)?;
     Ok(runtime.trust.anchor_warnings(clock.now()))
+}
+
+/// The admin deny-list token, read from `admin_token_file` (surrounding whitespace trimmed).
+pub fn admin_token(config: &Config) -> Result<Option<Vec<u8>>, MaterialError> {
+    let Some(path) = &config.revocation.admin_token_file else { return Ok(None) };
+    let text = std::fs::read_to_string(path).map_err(|e| MaterialError::BadKey {
+        path: path.clone(),
+        reason: format!("cannot read the admin token: {e}"),
+    })?;
+    let token = text.trim();
+    if token.len() < 16 {
+        return Err(MaterialError::BadKey {
+            path: path.clone(),
+            reason: "the admin token must be at least 16 characters".into(),
+        });
+    }
+    Ok(Some(token.as_bytes().to_vec()))
 }

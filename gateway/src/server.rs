@@ -13,7 +13,6 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::HandshakeKind;
 use spinegate_config::Config;
-use spinegate_revocation::Revocation;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
@@ -75,7 +74,8 @@ impl Gateway {
     pub async fn start(config: Config, options: Options) -> Result<Self, StartError> {
         let provider = tls::provider();
         let cache = Arc::new(Cache::new(config.chain_cache));
-        let revocation = Arc::new(Revocation::new());
+        let revocation = crate::revocation::build(&config, Arc::clone(&options.clock))?;
+        revocation.load_files().await;
         let resumption = config.listeners.iter().map(|_| ResumptionState::new()).collect::<Result<Vec<_>, _>>()?;
         let runtime = Runtime::build(&config, &cache, &revocation, &provider, &resumption, &options.clock)?;
         for warning in runtime.trust.anchor_warnings(options.clock.now()) {
@@ -90,6 +90,7 @@ impl Gateway {
             resumption,
             metrics: m::install(),
             ready: false.into(),
+            admin_token: crate::runtime::admin_token(&config)?,
         });
 
         let (stop, stopped) = watch::channel(false);
@@ -110,6 +111,7 @@ impl Gateway {
         let admin_tcp = bind(config.admin.listen).await?;
         let admin = admin_tcp.local_addr().map_err(|source| StartError::Bind { addr: config.admin.listen, source })?;
         tokio::spawn(crate::admin::serve(admin_tcp, Arc::clone(&shared), stopped.clone()));
+        tokio::spawn(Arc::clone(&shared.revocation).run(stopped.clone()));
         shared.ready.store(true, Ordering::Release);
         tracing::info!(listeners = ?bound, %admin, "spinegate is serving");
         Ok(Self { shared, listeners: bound, admin, stop, connections })

@@ -8,7 +8,10 @@ use aws_lc_rs::digest;
 use rustls::DistinguishedName;
 use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
 use spinegate_config::{ClientAuth, EkuPolicy, IdentityRule};
-use spinegate_revocation::{CertId, IssuerId, Serial};
+use std::collections::HashMap;
+
+use spinegate_revocation::IssuerId;
+use spinegate_revocation::issuer::{Issuer, Subject};
 use webpki::{EndEntityCert, KeyUsage};
 
 use crate::identity::{self, CertIdentity, IdentityError};
@@ -142,6 +145,8 @@ struct KnownIssuer {
 /// Trust anchors, intermediates, caps and identity rules, loaded from `[client_auth]`.
 pub struct TrustStore {
     anchors: Vec<TrustAnchor<'static>>,
+    /// Every CA the configuration names (anchors, intermediates, issuers), for revocation.
+    known_cas: HashMap<IssuerId, Arc<Issuer>>,
     intermediates: Vec<CertificateDer<'static>>,
     issuers: Vec<KnownIssuer>,
     default_rule: IdentityRule,
@@ -264,12 +269,27 @@ impl TrustStore {
                 });
             }
         }
+        let mut known_cas = HashMap::new();
+        for anchor in &anchors {
+            let subject = DistinguishedName::in_sequence(anchor.subject.as_ref());
+            if let Ok(ca) = Issuer::new(subject.as_ref(), webpki::spki_for_anchor(anchor).as_ref()) {
+                known_cas.insert(ca.id(), Arc::new(ca));
+            }
+        }
         let mut intermediates = material.intermediates;
+        for der in &intermediates {
+            if let Ok(ca) = Issuer::from_cert_der(der) {
+                known_cas.insert(ca.id(), Arc::new(ca));
+            }
+        }
         let mut issuers = Vec::with_capacity(material.issuers.len());
         for (index, (name, der, rule)) in material.issuers.into_iter().enumerate() {
             let (_, parsed) = x509_parser::parse_x509_certificate(&der)
                 .map_err(|e| TrustError::Issuer { index, reason: e.to_string() })?;
-            issuers.push(KnownIssuer { id: issuer_id(parsed.public_key().raw), name: name.into(), rule });
+            let ca = Issuer::new(parsed.subject().as_raw(), parsed.public_key().raw)
+                .map_err(|e| TrustError::Issuer { index, reason: e.to_string() })?;
+            issuers.push(KnownIssuer { id: ca.id(), name: name.into(), rule });
+            known_cas.insert(ca.id(), Arc::new(ca));
             // x509-parser's raw Name already includes the outer SEQUENCE.
             root_hints.push(DistinguishedName::from(parsed.subject().as_raw().to_vec()));
             // An issuing CA that is not itself an anchor is an intermediate for path building.
@@ -280,6 +300,7 @@ impl TrustStore {
         }
         Ok(Self {
             anchors,
+            known_cas,
             intermediates,
             issuers,
             default_rule: config.identity.clone(),
@@ -335,14 +356,14 @@ impl TrustStore {
     }
 
     /// Path validation alone, with an explicit key usage: the x509-limbo corpus runs through this
-    /// with each case's expected usage. Returns the id of the leaf's issuer.
+    /// with each case's expected usage. Returns the leaf's issuing CA.
     pub fn verify_with_usage(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
         usage: KeyUsage,
-    ) -> Result<IssuerId, CertFailure> {
+    ) -> Result<Arc<Issuer>, CertFailure> {
         // Caps first: nothing below parses a byte of a chain that breaks them.
         let bytes = end_entity.len() + intermediates.iter().map(|c| c.len()).sum::<usize>();
         if bytes > self.max_chain_bytes {
@@ -382,10 +403,21 @@ impl TrustStore {
                 (CertFailure::ChainTooLong { .. }, None) => CertFailure::ChainTooLong { certs: WEBPKI_MAX_CHAIN + 1 },
                 (other, None) => other,
             })?;
-        Ok(issuer_id(path.issuer_spki().as_ref()))
+        let id = issuer_id(path.issuer_spki().as_ref());
+        if let Some(ca) = self.known_cas.get(&id) {
+            return Ok(Arc::clone(ca));
+        }
+        // A CA the client sent: described from its certificate (the verified path's first
+        // intermediate; anchors are all known).
+        let ca = path
+            .intermediate_certificates()
+            .next()
+            .and_then(|cert| Issuer::from_cert_der(cert.der().as_ref()).ok())
+            .ok_or(CertFailure::Malformed(webpki::Error::BadDer))?;
+        Ok(Arc::new(ca))
     }
 
-    fn identity(&self, leaf_der: &CertificateDer<'_>, issuer: IssuerId) -> Result<CertIdentity, CertFailure> {
+    fn identity(&self, leaf_der: &CertificateDer<'_>, issuer: Arc<Issuer>) -> Result<CertIdentity, CertFailure> {
         // webpki accepted these bytes, so x509-parser failing on them would be a parser
         // disagreement: refuse rather than guess.
         let (_, leaf) =
@@ -396,13 +428,13 @@ impl TrustStore {
                 return Err(CertFailure::WrongPurpose);
             }
         }
-        let known = self.issuers.iter().find(|i| i.id == issuer);
+        let known = self.issuers.iter().find(|i| i.id == issuer.id());
         let (issuer_name, rule) = match known {
             Some(k) => (Arc::clone(&k.name), &k.rule),
             None => (Arc::clone(&self.default_name), &self.default_rule),
         };
         let user_id = identity::user_id(&leaf, rule).map_err(CertFailure::NotAUser)?;
-        let serial = Serial::from_der_bytes(leaf.raw_serial())
+        let revocation = Subject::from_parsed(&leaf, issuer)
             .map_err(|_| CertFailure::Malformed(webpki::Error::InvalidSerialNumber))?;
         let not_after = leaf.validity().not_after;
         let not_after_secs = u64::try_from(not_after.timestamp()).unwrap_or(0);
@@ -413,7 +445,7 @@ impl TrustStore {
         Ok(CertIdentity {
             user_id,
             issuer_name,
-            cert_id: CertId { issuer, serial },
+            revocation: Arc::new(revocation),
             not_after: not_after_secs,
             not_after_rfc3339: rfc3339.into(),
         })
@@ -450,6 +482,7 @@ mod tests {
                 require_ou: Some("People".into()),
                 require_o: Some("nhs".into()),
             },
+            revocation: spinegate_config::RevocationPolicy::default(),
             issuers: Vec::new(),
         }
     }

@@ -71,8 +71,18 @@ async fn dev_world_serves_its_demo_users_as_the_manifest_describes() {
     assert_eq!(r.json()["resourceType"], "Patient");
     assert_eq!(r.received("nhsd-identity-uuid").as_deref(), Some(manifest.user("alice").unwrap().user_id.as_str()));
 
-    let mut bob = connect(&manifest, "bob").await.unwrap();
-    assert_eq!(bob.get("/metadata").await.unwrap().status, 200);
+    // bob's card is revoked: the dev CRL, loaded before the gateway serves, refuses him at the
+    // handshake; the manifest says so.
+    assert!(manifest.user("bob").unwrap().revoked);
+    assert!(!manifest.user("alice").unwrap().revoked);
+    assert!(manifest.ocsp_url.starts_with("http://127.0.0.1:"));
+    let bob = match connect(&manifest, "bob").await {
+        Ok(mut client) => client.get("/metadata").await.err().map(|e| format!("{e:?}")),
+        Err(e) => Some(e.to_string()),
+    };
+    let bob = bob.expect("bob must be refused");
+    assert!(bob.contains("CertificateRevoked"), "{bob}");
+    assert!(world.ocsp.requests() >= 1, "alice's status came from the dev OCSP responder");
 
     let mut carol = connect(&manifest, "carol").await.unwrap();
     let r = carol.get("/Patient/9000000017").await.unwrap();

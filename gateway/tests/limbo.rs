@@ -361,6 +361,7 @@ fn client_auth(case: &Testcase) -> ClientAuth {
             require_ou: None,
             require_o: None,
         },
+        revocation: spinegate_config::RevocationPolicy::default(),
         issuers: Vec::new(),
     }
 }

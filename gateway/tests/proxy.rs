@@ -160,6 +160,8 @@ cert = {:?}
 key = {:?}
 [client_auth]
 trust_anchors = [{:?}]
+[client_auth.revocation]
+sources = []
 [[upstream]]
 name = "demo"
 endpoints = ["http://{}"]

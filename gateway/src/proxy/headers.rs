@@ -165,10 +165,22 @@ mod tests {
             identity: Arc::new(CertIdentity {
                 user_id: UserId::parse("555000000001").unwrap(),
                 issuer_name: "default".into(),
-                cert_id: spinegate_revocation::CertId {
-                    issuer: spinegate_revocation::IssuerId([0; 32]),
-                    serial: spinegate_revocation::Serial::from_der_bytes(&[1]).unwrap(),
-                },
+                revocation: Arc::new(spinegate_revocation::issuer::Subject {
+                    cert: spinegate_revocation::CertId {
+                        issuer: spinegate_revocation::IssuerId([0; 32]),
+                        serial: spinegate_revocation::Serial::from_der_bytes(&[1]).unwrap(),
+                    },
+                    issuer: Arc::new(
+                        spinegate_revocation::issuer::Issuer::from_cert_der(
+                            spinegate_devpki::Ca::root("Header Test CA", spinegate_devpki::KeyKind::EcdsaP256)
+                                .unwrap()
+                                .cert(),
+                        )
+                        .unwrap(),
+                    ),
+                    ocsp_urls: Vec::new(),
+                    crl_urls: Vec::new(),
+                }),
                 not_after: 0,
                 not_after_rfc3339: "1970-01-01T00:00:00Z".into(),
             }),

@@ -78,6 +78,10 @@ pub struct Settings {
     pub upstream_endpoints: Vec<String>,
     pub upstream_extra: String,
     pub client_auth_extra: String,
+    /// Body of `[client_auth.revocation]`; revocation is off unless a test turns it on.
+    pub revocation_policy: String,
+    /// Body of `[revocation]`.
+    pub revocation: String,
     pub listener_extra: String,
     pub certificates: String,
     pub limits: String,
@@ -116,12 +120,18 @@ client_certificate = "{client_certificate}"
 trust_anchors = [{root:?}]
 {client_auth_extra}
 
+[client_auth.revocation]
+{revocation_policy}
+
 [[client_auth.issuer]]
 name = "test-issuing"
 certificate = {issuing:?}
 
 [limits]
 {limits}
+
+[revocation]
+{revocation}
 
 [[upstream]]
 name = "demo"
@@ -140,6 +150,8 @@ upstream = "demo"
             root = pki.path("root.pem"),
             issuing = pki.path("issuing.pem"),
             client_auth_extra = self.client_auth_extra,
+            revocation_policy = self.revocation_policy,
+            revocation = self.revocation,
             limits = self.limits,
             upstream_extra = self.upstream_extra,
             extra = self.extra,
@@ -154,6 +166,8 @@ impl Default for Settings {
             upstream_endpoints: Vec::new(),
             upstream_extra: String::new(),
             client_auth_extra: String::new(),
+            revocation_policy: "sources = []".into(),
+            revocation: String::new(),
             listener_extra: String::new(),
             certificates: String::new(),
             limits: String::new(),
