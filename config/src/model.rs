@@ -138,6 +138,8 @@ pub struct ClientAuth {
     pub max_chain_bytes: NonZeroUsize,
     /// EKU requirement on the leaf.
     pub client_auth_eku: EkuPolicy,
+    /// Which certificates of the path are checked for revocation.
+    pub revocation_depth: RevocationDepth,
     /// Warn users this long before their certificate ends.
     pub expiry_warning: Duration,
     /// Identity rule for certificates from CAs without their own.
@@ -156,6 +158,16 @@ pub enum EkuPolicy {
     Require,
     /// A leaf without an EKU extension is accepted; one with it must list clientAuth.
     RequireIfPresent,
+}
+
+/// Which certificates of a client's path are checked for revocation.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationDepth {
+    /// The client certificate only (as nginx's `ssl_ocsp leaf`).
+    Leaf,
+    /// The client certificate and every intermediate CA, each under its issuer's policy.
+    Chain,
 }
 
 /// Which subject attribute carries the user id.

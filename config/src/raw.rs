@@ -7,7 +7,8 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::model::{
-    ClientCertificatePolicy, EkuPolicy, HostHeader, LogFormat, SessionResumption, UpstreamProtocol, UserIdField,
+    ClientCertificatePolicy, EkuPolicy, HostHeader, LogFormat, RevocationDepth, SessionResumption, UpstreamProtocol,
+    UserIdField,
 };
 
 /// A duration written as `"30s"`, `"5m"`, `"90d"` (humantime syntax).
@@ -149,6 +150,9 @@ pub struct RawClientAuth {
     /// `"require"` or `"require_if_present"`.
     #[serde(default = "default_client_auth_eku")]
     pub client_auth_eku: EkuPolicy,
+    /// `"leaf"` or `"chain"`: which certificates of the path are checked for revocation.
+    #[serde(default = "default_revocation_depth")]
+    pub revocation_depth: RevocationDepth,
     /// How long before notAfter users are warned.
     #[serde(default = "default_expiry_warning")]
     pub expiry_warning: HumanDuration,
@@ -171,6 +175,7 @@ impl Default for RawClientAuth {
             max_chain_length: default_max_chain_length(),
             max_chain_bytes: default_max_chain_bytes(),
             client_auth_eku: default_client_auth_eku(),
+            revocation_depth: default_revocation_depth(),
             expiry_warning: default_expiry_warning(),
             identity: RawIdentityRule::default(),
             revocation: RawRevocationPolicy::default(),
@@ -184,6 +189,9 @@ fn default_max_chain_length() -> Spanned<u64> {
 }
 fn default_max_chain_bytes() -> Spanned<u64> {
     Spanned::new(0..0, 16 * 1024)
+}
+fn default_revocation_depth() -> RevocationDepth {
+    RevocationDepth::Leaf
 }
 fn default_client_auth_eku() -> EkuPolicy {
     EkuPolicy::Require

@@ -256,6 +256,7 @@ fn client_auth(ctx: &Ctx<'_>, raw: &RawClientAuth) -> Result<ClientAuth, ConfigE
         max_chain_length,
         max_chain_bytes: ctx.nonzero(&raw.max_chain_bytes, "max_chain_bytes")?,
         client_auth_eku: raw.client_auth_eku,
+        revocation_depth: raw.revocation_depth,
         expiry_warning: raw.expiry_warning.0,
         identity: default_identity,
         revocation: default_revocation,

@@ -20,6 +20,7 @@ fn client_auth() -> ClientAuth {
         max_chain_length: NonZeroUsize::new(4).unwrap(),
         max_chain_bytes: NonZeroUsize::new(16 * 1024).unwrap(),
         client_auth_eku: EkuPolicy::Require,
+        revocation_depth: spinegate_config::RevocationDepth::Leaf,
         expiry_warning: Duration::from_secs(90 * 86_400),
         identity: IdentityRule {
             user_id: UserIdSource::SubjectCnPrefix { separator: '_' },

@@ -49,6 +49,9 @@ pub struct CertIdentity {
     pub issuer_name: Arc<str>,
     /// The certificate as revocation sources know it: issuer, serial, OCSP and CRL locations.
     pub revocation: Arc<Subject>,
+    /// The intermediate CAs of the verified path, leaf's issuer first, when
+    /// `revocation_depth = "chain"`; empty otherwise.
+    pub ca_revocation: Arc<[Arc<Subject>]>,
     /// The leaf's notAfter, seconds since the Unix epoch.
     pub not_after: u64,
     /// The same instant in RFC 3339, computed once for the expiry warning.

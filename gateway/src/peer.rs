@@ -11,7 +11,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use spinegate_cert_cache::{ChainCache, ChainFingerprint, Entry, Lookup, MissReason};
-use spinegate_revocation::{Revocation, Status};
+use spinegate_revocation::issuer::Subject;
+use spinegate_revocation::{Answer, Revocation, Status};
 
 use crate::identity::CertIdentity;
 use crate::metrics as m;
@@ -64,19 +65,52 @@ fn resolve_fingerprinted(
 }
 
 /// Refuses a certificate already known to be revoked (deny list, a loaded CRL, a cached OCSP
-/// answer); anything else passes at this point. An unknown status is not an alert: the first
-/// request waits for the shared fetch this starts, and a refusal then is a 503 that tells the
-/// client more than a handshake failure would.
+/// answer) — the client's, and its CAs' under `revocation_depth = "chain"`; anything else passes
+/// at this point. An unknown status is not an alert: the first request waits for the shared fetch
+/// this starts, and a refusal then is a 503 that tells the client more than a handshake failure.
 pub fn refuse_if_revoked(
     entry: &VerifiedEntry,
     revocation: &Arc<Revocation>,
     now: UnixTime,
 ) -> Result<(), CertFailure> {
     let identity = entry.value();
-    match revocation.peek(&identity.revocation, identity.user_id.as_str(), now).status {
-        Status::Revoked { .. } => Err(CertFailure::Revoked),
-        Status::Good | Status::Unknown(_) | Status::NotChecked => Ok(()),
+    let leaf = revocation.peek(&identity.revocation, identity.user_id.as_str(), now);
+    let revoked = |a: &Answer| matches!(a.status, Status::Revoked { .. });
+    if revoked(&leaf) || identity.ca_revocation.iter().any(|ca| revoked(&revocation.peek(ca, "", now))) {
+        return Err(CertFailure::Revoked);
     }
+    Ok(())
+}
+
+/// The revocation answer for a verified certificate: its own and, under
+/// `revocation_depth = "chain"`, each CA's. The worst answer wins; a good one holds until the
+/// earliest of theirs ends.
+pub async fn revocation_answer(
+    revocation: &Arc<Revocation>,
+    leaf: &Arc<Subject>,
+    user_id: &str,
+    cas: &[Arc<Subject>],
+    now: UnixTime,
+) -> Answer {
+    let acceptable = |a: &Answer| matches!(a.status, Status::Good | Status::NotChecked);
+    let mut answer = revocation.check(leaf, user_id, now).await;
+    for ca in cas {
+        if !acceptable(&answer) {
+            break;
+        }
+        // User-id deny entries name people, not CAs: the CA is asked with no user.
+        let ca_answer = revocation.check(ca, "", now).await;
+        answer = if acceptable(&ca_answer) {
+            Answer {
+                valid_until: answer.valid_until.min(ca_answer.valid_until),
+                stale: answer.stale || ca_answer.stale,
+                ..answer
+            }
+        } else {
+            ca_answer
+        };
+    }
+    answer
 }
 
 /// The client certificate of one connection.
@@ -133,7 +167,14 @@ impl Peer {
             return Ok(entry);
         }
         let identity = entry.value();
-        let answer = revocation.check(&identity.revocation, identity.user_id.as_str(), now).await;
+        let answer = revocation_answer(
+            revocation,
+            &identity.revocation,
+            identity.user_id.as_str(),
+            &identity.ca_revocation,
+            now,
+        )
+        .await;
         match answer.status {
             Status::Good | Status::NotChecked => {
                 entry.set_revocation_mark(generation, answer.valid_until);

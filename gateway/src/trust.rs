@@ -7,7 +7,7 @@ use std::sync::Arc;
 use aws_lc_rs::digest;
 use rustls::DistinguishedName;
 use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
-use spinegate_config::{ClientAuth, EkuPolicy, IdentityRule};
+use spinegate_config::{ClientAuth, EkuPolicy, IdentityRule, RevocationDepth};
 use std::collections::HashMap;
 
 use spinegate_revocation::IssuerId;
@@ -154,6 +154,7 @@ pub struct TrustStore {
     max_chain_length: usize,
     max_chain_bytes: usize,
     eku: EkuPolicy,
+    revocation_depth: RevocationDepth,
     root_hints: Vec<DistinguishedName>,
     sig_algs: &'static [&'static dyn SignatureVerificationAlgorithm],
     anchor_facts: Vec<AnchorFacts>,
@@ -308,6 +309,7 @@ impl TrustStore {
             max_chain_length: config.max_chain_length.get(),
             max_chain_bytes: config.max_chain_bytes.get(),
             eku: config.client_auth_eku,
+            revocation_depth: config.revocation_depth,
             root_hints,
             sig_algs,
             anchor_facts,
@@ -351,8 +353,9 @@ impl TrustStore {
         // webpki applies its EKU rule to every certificate in the path, and CA certificates
         // rarely carry EKU; so webpki checks "clientAuth if present" along the path and the
         // leaf's own EKU requirement is checked here.
-        let issuer = self.verify_with_usage(end_entity, intermediates, now, KeyUsage::client_auth())?;
-        self.identity(end_entity, issuer)
+        let chain = self.revocation_depth == RevocationDepth::Chain;
+        let path = self.validate(end_entity, intermediates, now, KeyUsage::client_auth(), chain)?;
+        self.identity(end_entity, path)
     }
 
     /// Path validation alone, with an explicit key usage: the x509-limbo corpus runs through this
@@ -364,6 +367,36 @@ impl TrustStore {
         now: UnixTime,
         usage: KeyUsage,
     ) -> Result<Arc<Issuer>, CertFailure> {
+        self.validate(end_entity, intermediates, now, usage, false).map(|p| p.leaf_issuer)
+    }
+
+    /// Path validation with the client-auth EKU rule, then the leaf and every intermediate CA of
+    /// the path described for revocation checking — what the gateway checks under
+    /// `revocation_depth = "chain"`, without reading a user identity (the PKITS corpus runs
+    /// through this).
+    pub fn revocation_subjects(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: KeyUsage,
+    ) -> Result<(Arc<Subject>, Vec<Arc<Subject>>), CertFailure> {
+        let path = self.validate(end_entity, intermediates, now, usage, true)?;
+        let leaf = Subject::from_cert_der(end_entity, path.leaf_issuer)
+            .map_err(|_| CertFailure::Malformed(webpki::Error::BadDer))?;
+        Ok((Arc::new(leaf), path.ca_subjects))
+    }
+
+    /// Path validation; with `chain`, also describes each intermediate CA of the path for
+    /// revocation checking.
+    fn validate(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: KeyUsage,
+        chain: bool,
+    ) -> Result<ValidPath, CertFailure> {
         // Caps first: nothing below parses a byte of a chain that breaks them.
         let bytes = end_entity.len() + intermediates.iter().map(|c| c.len()).sum::<usize>();
         if bytes > self.max_chain_bytes {
@@ -403,21 +436,48 @@ impl TrustStore {
                 (CertFailure::ChainTooLong { .. }, None) => CertFailure::ChainTooLong { certs: WEBPKI_MAX_CHAIN + 1 },
                 (other, None) => other,
             })?;
-        let id = issuer_id(path.issuer_spki().as_ref());
-        if let Some(ca) = self.known_cas.get(&id) {
-            return Ok(Arc::clone(ca));
+        let path_cas: Vec<CertificateDer<'_>> = path.intermediate_certificates().map(|c| c.der()).collect();
+        let anchor = self.ca_for_spki(webpki::spki_for_anchor(path.anchor()).as_ref(), None)?;
+        // Each CA's issuer is the next CA up the path; the last one's is the anchor.
+        let mut issuers = Vec::with_capacity(path_cas.len() + 1);
+        for der in &path_cas {
+            issuers.push(self.ca_for_cert(der)?);
         }
-        // A CA the client sent: described from its certificate (the verified path's first
-        // intermediate; anchors are all known).
-        let ca = path
-            .intermediate_certificates()
-            .next()
-            .and_then(|cert| Issuer::from_cert_der(cert.der().as_ref()).ok())
-            .ok_or(CertFailure::Malformed(webpki::Error::BadDer))?;
-        Ok(Arc::new(ca))
+        issuers.push(anchor);
+        let ca_subjects = if chain {
+            path_cas
+                .iter()
+                .zip(issuers.iter().skip(1))
+                .map(|(der, issuer)| {
+                    Subject::from_cert_der(der, Arc::clone(issuer))
+                        .map(Arc::new)
+                        .map_err(|_| CertFailure::Malformed(webpki::Error::BadDer))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(ValidPath { leaf_issuer: Arc::clone(&issuers[0]), ca_subjects })
     }
 
-    fn identity(&self, leaf_der: &CertificateDer<'_>, issuer: Arc<Issuer>) -> Result<CertIdentity, CertFailure> {
+    /// A CA of a verified path, by certificate: from configuration when known, else described
+    /// from the certificate the client sent.
+    fn ca_for_cert(&self, der: &CertificateDer<'_>) -> Result<Arc<Issuer>, CertFailure> {
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der).map_err(|_| CertFailure::Malformed(webpki::Error::BadDer))?;
+        self.ca_for_spki(cert.public_key().raw, Some(cert.subject().as_raw()))
+    }
+
+    fn ca_for_spki(&self, spki: &[u8], subject: Option<&[u8]>) -> Result<Arc<Issuer>, CertFailure> {
+        if let Some(ca) = self.known_cas.get(&issuer_id(spki)) {
+            return Ok(Arc::clone(ca));
+        }
+        let subject = subject.ok_or(CertFailure::Malformed(webpki::Error::BadDer))?;
+        Issuer::new(subject, spki).map(Arc::new).map_err(|_| CertFailure::Malformed(webpki::Error::BadDer))
+    }
+
+    fn identity(&self, leaf_der: &CertificateDer<'_>, path: ValidPath) -> Result<CertIdentity, CertFailure> {
+        let issuer = path.leaf_issuer;
         // webpki accepted these bytes, so x509-parser failing on them would be a parser
         // disagreement: refuse rather than guess.
         let (_, leaf) =
@@ -446,10 +506,17 @@ impl TrustStore {
             user_id,
             issuer_name,
             revocation: Arc::new(revocation),
+            ca_revocation: path.ca_subjects.into(),
             not_after: not_after_secs,
             not_after_rfc3339: rfc3339.into(),
         })
     }
+}
+
+/// What path validation established, for identity and revocation.
+struct ValidPath {
+    leaf_issuer: Arc<Issuer>,
+    ca_subjects: Vec<Arc<Subject>>,
 }
 
 /// SHA-256 of a SubjectPublicKeyInfo: how issuers are told apart.
@@ -476,6 +543,7 @@ mod tests {
             max_chain_length: NonZeroUsize::new(max_chain_length).unwrap(),
             max_chain_bytes: NonZeroUsize::new(16 * 1024).unwrap(),
             client_auth_eku: EkuPolicy::Require,
+            revocation_depth: spinegate_config::RevocationDepth::Leaf,
             expiry_warning: Duration::from_secs(90 * 86_400),
             identity: IdentityRule {
                 user_id: UserIdSource::SubjectCnPrefix { separator: '_' },

@@ -354,6 +354,7 @@ fn client_auth(case: &Testcase) -> ClientAuth {
         max_chain_length: NonZeroUsize::MIN.saturating_add(intermediates + 1),
         max_chain_bytes: MAX_CHAIN_BYTES,
         client_auth_eku: EkuPolicy::RequireIfPresent,
+        revocation_depth: spinegate_config::RevocationDepth::Leaf,
         expiry_warning: Duration::from_secs(90 * 24 * 60 * 60),
         // Identity extraction is not part of path validation; verify_with_usage never reads it.
         identity: IdentityRule {

@@ -169,7 +169,7 @@ impl Snapshot {
     fn crl_verdict(&self, subject: &Subject, now: u64, options: &Options) -> Option<CrlVerdict> {
         let crls = self.crls.get(&subject.cert.issuer)?;
         let mut good: Option<u64> = None;
-        for (_, base) in crls.bases.iter().filter(|(_, b)| b.covers_leaf(&subject.crl_urls)) {
+        for (_, base) in crls.bases.iter().filter(|(_, b)| b.covers(&subject.distribution_points, subject.is_ca)) {
             let delta = crls
                 .deltas
                 .iter()
@@ -197,8 +197,16 @@ impl Snapshot {
 #[derive(Debug, Clone, Copy)]
 struct OcspKnown {
     status: OcspCertStatus,
+    /// When it was fetched.
+    fetched_at: u64,
     /// When this answer stops being fresh.
     fresh_until: u64,
+}
+
+/// When to refresh something usable from `start` to `end`: `margin` before its end, but never
+/// earlier than half-way, so a margin longer than the lifetime does not mean "refresh always".
+fn refresh_point(start: u64, end: u64, margin: Duration) -> u64 {
+    end.saturating_sub(margin.as_secs().min(end.saturating_sub(start) / 2))
 }
 
 #[derive(Debug)]
@@ -214,8 +222,20 @@ struct CrlSource {
     issuer: Arc<Issuer>,
     file: Option<PathBuf>,
     modified: Option<SystemTime>,
-    next_update: Option<u64>,
+    /// (thisUpdate, nextUpdate) of the CRL loaded from here.
+    loaded: Option<(u64, u64)>,
     failed_at: Option<u64>,
+}
+
+impl CrlSource {
+    fn new(issuer: &Arc<Issuer>, file: Option<PathBuf>) -> Self {
+        Self { issuer: Arc::clone(issuer), file, modified: None, loaded: None, failed_at: None }
+    }
+
+    /// Whether the CRL from here should be fetched again at `now`.
+    fn due(&self, now: u64, margin: Duration) -> bool {
+        self.loaded.is_none_or(|(this, next)| refresh_point(this, next, margin) <= now)
+    }
 }
 
 /// Statistics for metrics.
@@ -329,22 +349,10 @@ impl Revocation {
             for (issuer, policy) in policies.issuers.values() {
                 for file in &policy.crl_files {
                     let key: Arc<str> = file.display().to_string().into();
-                    sources.entry(key).or_insert_with(|| CrlSource {
-                        issuer: Arc::clone(issuer),
-                        file: Some(file.clone()),
-                        modified: None,
-                        next_update: None,
-                        failed_at: None,
-                    });
+                    sources.entry(key).or_insert_with(|| CrlSource::new(issuer, Some(file.clone())));
                 }
                 for url in &policy.crl_urls {
-                    sources.entry(url.as_str().into()).or_insert_with(|| CrlSource {
-                        issuer: Arc::clone(issuer),
-                        file: None,
-                        modified: None,
-                        next_update: None,
-                        failed_at: None,
-                    });
+                    sources.entry(url.as_str().into()).or_insert_with(|| CrlSource::new(issuer, None));
                 }
             }
         }
@@ -467,7 +475,7 @@ impl Revocation {
         for source in policy.sources.iter().take(upto + 1) {
             match source {
                 Source::Ocsp => {
-                    if let Some(OcspKnown { status: OcspCertStatus::Good, fresh_until }) =
+                    if let Some(OcspKnown { status: OcspCertStatus::Good, fresh_until, .. }) =
                         ocsp.as_ref().and_then(|e| e.known)
                     {
                         if now <= fresh_until {
@@ -501,13 +509,7 @@ impl Revocation {
     }
 
     fn register_crl_url(&self, url: &Arc<str>, issuer: &Arc<Issuer>) {
-        lock(&self.crl_sources).entry(Arc::clone(url)).or_insert_with(|| CrlSource {
-            issuer: Arc::clone(issuer),
-            file: None,
-            modified: None,
-            next_update: None,
-            failed_at: None,
-        });
+        lock(&self.crl_sources).entry(Arc::clone(url)).or_insert_with(|| CrlSource::new(issuer, None));
     }
 
     /// Fetches the OCSP answer for `subject`, sharing the fetch with concurrent askers and
@@ -569,7 +571,7 @@ impl Revocation {
                 }
                 OcspEntry {
                     subject: Arc::clone(subject),
-                    known: Some(OcspKnown { status: answer.status, fresh_until }),
+                    known: Some(OcspKnown { status: answer.status, fetched_at: now, fresh_until }),
                     failed_at: None,
                     last_seen: AtomicU64::new(last_seen),
                 }
@@ -604,7 +606,10 @@ impl Revocation {
             max_bytes: self.options.max_ocsp_response_bytes,
             timeout: self.options.fetch_timeout,
         };
-        let bytes = self.fetcher.fetch(fetch).await.map_err(|e| e.label())?;
+        let bytes = self.fetcher.fetch(fetch).await.map_err(|e| {
+            tracing::info!(responder, error = %e, "OCSP fetch failed");
+            e.label()
+        })?;
         let answer =
             ocsp::evaluate(&bytes, &request, subject, (self.clock)(), self.options.clock_skew).map_err(|e| {
                 tracing::info!(responder, error = %e, "OCSP response refused");
@@ -624,10 +629,7 @@ impl Revocation {
         {
             let sources = lock(&self.crl_sources);
             let Some(source) = sources.get(&url) else { return };
-            let current = source
-                .next_update
-                .is_some_and(|next| now.saturating_add(self.options.crl_refresh_before.as_secs()) < next);
-            if current || self.cooling(source.failed_at, now) {
+            if !source.due(now, self.options.crl_refresh_before) || self.cooling(source.failed_at, now) {
                 return;
             }
         }
@@ -685,13 +687,23 @@ impl Revocation {
         der: Bytes,
     ) -> Result<(), &'static str> {
         let issuer_for_parse = Arc::clone(issuer);
-        let crl = tokio::task::spawn_blocking(move || Crl::parse(&der, &issuer_for_parse))
-            .await
-            .map_err(|_| "parse_panicked")?
-            .map_err(|e| {
-                tracing::warn!(source = %source, error = %e, "CRL refused");
-                e.label()
-            })?;
+        let crl = tokio::task::spawn_blocking(move || {
+            // Files from `openssl ca -gencrl` are PEM unless converted; both are accepted.
+            if der.starts_with(b"-----BEGIN") {
+                use rustls_pki_types::pem::PemObject;
+                let pem = rustls_pki_types::CertificateRevocationListDer::from_pem_slice(&der)
+                    .map_err(|e| crate::crl::CrlError::Malformed(format!("PEM: {e}")))?;
+                Crl::parse(pem.as_ref(), &issuer_for_parse)
+            } else {
+                Crl::parse(&der, &issuer_for_parse)
+            }
+        })
+        .await
+        .map_err(|_| "parse_panicked")?
+        .map_err(|e| {
+            tracing::warn!(source = %source, error = %e, "CRL refused");
+            e.label()
+        })?;
         self.install_parsed_crl(source, issuer, crl);
         Ok(())
     }
@@ -699,7 +711,10 @@ impl Revocation {
     fn install_parsed_crl(&self, source: &Arc<str>, issuer: &Arc<Issuer>, crl: Crl) {
         let crl = Arc::new(crl);
         let freshest: Vec<String> = crl.freshest_urls().to_vec();
-        let next_update = crl.next_update();
+        let lifetime = (
+            crl.this_update(),
+            crl.next_update().unwrap_or(crl.this_update().saturating_add(self.options.max_age.as_secs())),
+        );
         let entries = crl.len();
         let old = self.snapshot.load_full();
         let mut crls = old.crls.clone();
@@ -711,18 +726,12 @@ impl Revocation {
         {
             let mut sources = lock(&self.crl_sources);
             if let Some(s) = sources.get_mut(source) {
-                s.next_update = next_update;
+                s.loaded = Some(lifetime);
                 s.failed_at = None;
             }
             // Delta CRLs named by the base are fetched like any other CRL.
             for url in freshest {
-                sources.entry(url.as_str().into()).or_insert_with(|| CrlSource {
-                    issuer: Arc::clone(issuer),
-                    file: None,
-                    modified: None,
-                    next_update: None,
-                    failed_at: None,
-                });
+                sources.entry(url.as_str().into()).or_insert_with(|| CrlSource::new(issuer, None));
             }
         }
         self.bump();
@@ -836,13 +845,7 @@ impl Revocation {
         der: Bytes,
     ) -> Result<(), &'static str> {
         let key: Arc<str> = source.into();
-        lock(&self.crl_sources).entry(Arc::clone(&key)).or_insert_with(|| CrlSource {
-            issuer: Arc::clone(issuer),
-            file: None,
-            modified: None,
-            next_update: None,
-            failed_at: None,
-        });
+        lock(&self.crl_sources).entry(Arc::clone(&key)).or_insert_with(|| CrlSource::new(issuer, None));
         self.install_crl(&key, issuer, der).await
     }
 
@@ -877,8 +880,9 @@ impl Revocation {
             }
             let recently_used =
                 now.saturating_sub(entry.last_seen.load(Ordering::Relaxed)) <= self.options.recently_seen.as_secs();
-            let ending =
-                entry.known.is_none_or(|k| k.fresh_until.saturating_sub(self.options.refresh_before.as_secs()) <= now);
+            let ending = entry
+                .known
+                .is_none_or(|k| refresh_point(k.fetched_at, k.fresh_until, self.options.refresh_before) <= now);
             if recently_used && ending && !self.cooling(entry.failed_at, now) {
                 started += 1;
                 let policy = Arc::clone(policies.for_issuer(entry.subject.cert.issuer));
@@ -891,10 +895,9 @@ impl Revocation {
         let now = self.now_secs();
         let due: Vec<Arc<str>> = lock(&self.crl_sources)
             .iter()
-            .filter(|(_, s)| s.file.is_none())
-            .filter(|(_, s)| {
-                s.next_update.is_some_and(|n| n <= now.saturating_add(self.options.crl_refresh_before.as_secs()))
-            })
+            // Only URLs already loaded once: the first fetch is made by the request that needs it.
+            .filter(|(_, s)| s.file.is_none() && s.loaded.is_some())
+            .filter(|(_, s)| s.due(now, self.options.crl_refresh_before))
             .map(|(k, _)| Arc::clone(k))
             .collect();
         for url in due {

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use x509_parser::extensions::{GeneralName, ParsedExtension, X509Extension};
+use x509_parser::extensions::X509Extension;
 use x509_parser::prelude::FromDer;
 use x509_parser::time::ASN1Time;
 use x509_parser::x509::SubjectPublicKeyInfo;
@@ -69,8 +69,9 @@ pub struct Revoked {
 /// Which certificates a CRL speaks for (its IssuingDistributionPoint).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scope {
-    /// Distribution point URIs; empty for a full CRL.
-    pub urls: Vec<String>,
+    /// Distribution point names (spelled as `Subject::distribution_points`); `None` for a full
+    /// CRL, whose IDP (if any) names no distribution point.
+    pub names: Option<Vec<String>>,
     /// Only end-entity certificates.
     pub only_user: bool,
     /// Only CA certificates.
@@ -194,12 +195,12 @@ impl Crl {
             freshest_urls: Vec::new(),
             revoked: HashMap::new(),
         };
-        crl.read_extensions(extensions)?;
+        crl.read_extensions(extensions, issuer.subject_der())?;
         crl.read_entries(entries)?;
         Ok(crl)
     }
 
-    fn read_extensions(&mut self, mut list: &[u8]) -> Result<(), CrlError> {
+    fn read_extensions(&mut self, mut list: &[u8], issuer_name: &[u8]) -> Result<(), CrlError> {
         while !list.is_empty() {
             let (ext_der, _, rest) = tlv::expect(list, 0x30).ok_or_else(|| malformed("extension"))?;
             list = rest;
@@ -215,29 +216,18 @@ impl Crl {
                         Some(CrlNumber::from_integer_value(value).ok_or_else(|| malformed("BaseCRLNumber"))?);
                 }
                 OID_IDP => {
-                    let ParsedExtension::IssuingDistributionPoint(idp) = ext.parsed_extension() else {
-                        return Err(malformed("IssuingDistributionPoint"));
-                    };
-                    if idp.indirect_crl {
+                    let idp =
+                        crate::dp::idp(ext.value, issuer_name).ok_or_else(|| malformed("IssuingDistributionPoint"))?;
+                    if idp.indirect {
                         return Err(CrlError::UnsupportedScope("indirect CRL"));
                     }
-                    if idp.only_contains_attribute_certs {
+                    if idp.only_attribute_certs {
                         return Err(CrlError::UnsupportedScope("attribute certificates only"));
                     }
-                    if idp.only_some_reasons.is_some() {
+                    if idp.only_some_reasons {
                         return Err(CrlError::UnsupportedScope("reason-partitioned CRL"));
                     }
-                    self.scope.only_user = idp.only_contains_user_certs;
-                    self.scope.only_ca = idp.only_contains_ca_certs;
-                    if let Some(x509_parser::extensions::DistributionPointName::FullName(names)) =
-                        &idp.distribution_point
-                    {
-                        for name in names {
-                            if let GeneralName::URI(uri) = name {
-                                self.scope.urls.push((*uri).to_owned());
-                            }
-                        }
-                    }
+                    self.scope = Scope { names: idp.names, only_user: idp.only_user, only_ca: idp.only_ca };
                 }
                 OID_FRESHEST => {
                     let (_, points) = x509_parser::extensions::CRLDistributionPoints::from_der(ext.value)
@@ -331,14 +321,24 @@ impl Crl {
         }
     }
 
-    /// Whether this CRL speaks for an end-entity certificate with these distribution points.
-    pub fn covers_leaf(&self, crl_urls: &[String]) -> bool {
-        if self.scope.only_ca {
+    /// Whether this CRL speaks for an end-entity certificate with these distribution point names
+    /// (`Subject::distribution_points`).
+    pub fn covers_leaf(&self, distribution_points: &[String]) -> bool {
+        self.covers(distribution_points, false)
+    }
+
+    /// Whether this CRL speaks for a certificate with these distribution point names; `is_ca`
+    /// for CA certificates (RFC 5280 §6.3.3 (b)).
+    pub fn covers(&self, distribution_points: &[String], is_ca: bool) -> bool {
+        if (self.scope.only_ca && !is_ca) || (self.scope.only_user && is_ca) {
             return false;
         }
-        // A full CRL (no distribution point in its IDP) covers every certificate of the CA; a
-        // partitioned one covers certificates that name one of its URIs.
-        self.scope.urls.is_empty() || self.scope.urls.iter().any(|u| crl_urls.iter().any(|c| c == u))
+        // A full CRL covers every certificate of the CA; a partitioned one only certificates whose
+        // distribution points name one of its names.
+        match &self.scope.names {
+            None => true,
+            Some(names) => names.iter().any(|n| distribution_points.contains(n)),
+        }
     }
 }
 

@@ -90,8 +90,14 @@ pub struct Subject {
     pub issuer: Arc<Issuer>,
     /// OCSP responders from the Authority Information Access extension (`http:` only).
     pub ocsp_urls: Vec<String>,
-    /// CRL distribution points (`http:` full names only).
+    /// CRL distribution points to fetch (`http:` full names only).
     pub crl_urls: Vec<String>,
+    /// Every distribution point name of the certificate, in any form (`uri:…`, `dn:<hex>` with
+    /// relative names expanded, `other:…`): what a partitioned CRL's IssuingDistributionPoint must
+    /// name to cover it.
+    pub distribution_points: Vec<String>,
+    /// Whether the certificate is a CA (basicConstraints cA), for CRL scopes.
+    pub is_ca: bool,
 }
 
 /// A certificate that cannot be a [`Subject`].
@@ -120,7 +126,13 @@ impl Subject {
         let serial = Serial::from_der_bytes(cert.raw_serial())?;
         let mut ocsp_urls = Vec::new();
         let mut crl_urls = Vec::new();
+        let mut distribution_points = Vec::new();
         for ext in cert.extensions() {
+            // Matched by OID on the raw value: a CDP the general parser cannot read must still
+            // keep its names, or the certificate would look covered by full CRLs only.
+            if ext.oid.to_id_string() == "2.5.29.31" {
+                distribution_points.extend(crate::dp::cdp_names(ext.value, issuer.subject_der()));
+            }
             match ext.parsed_extension() {
                 ParsedExtension::AuthorityInfoAccess(aia) => {
                     for desc in aia.iter() {
@@ -137,7 +149,15 @@ impl Subject {
                 _ => {}
             }
         }
-        Ok(Self { cert: CertId { issuer: issuer.id(), serial }, issuer, ocsp_urls, crl_urls })
+        let is_ca = cert.is_ca();
+        Ok(Self {
+            cert: CertId { issuer: issuer.id(), serial },
+            issuer,
+            ocsp_urls,
+            crl_urls,
+            distribution_points,
+            is_ca,
+        })
     }
 }
 

@@ -30,6 +30,7 @@
 pub mod checker;
 pub mod crl;
 pub mod deny;
+mod dp;
 pub mod fetch;
 pub mod issuer;
 pub mod ocsp;

@@ -85,6 +85,10 @@ fn serial(issued: &Issued) -> Vec<u8> {
 }
 
 fn world(sources: Vec<Source>, unknown: UnknownStatus) -> World {
+    world_with(Options { max_age: Duration::from_secs(600), ..Options::default() }, sources, unknown)
+}
+
+fn world_with(options: Options, sources: Vec<Source>, unknown: UnknownStatus) -> World {
     let ca = Arc::new(Ca::root("Checker Test CA", KeyKind::EcdsaP256).unwrap());
     let leaf = ca
         .issue(
@@ -113,7 +117,7 @@ fn world(sources: Vec<Source>, unknown: UnknownStatus) -> World {
     let clock = Arc::new(AtomicU64::new(time::OffsetDateTime::now_utc().unix_timestamp() as u64));
     let c = Arc::clone(&clock);
     let revocation = Revocation::new(
-        Options { max_age: Duration::from_secs(600), ..Options::default() },
+        options,
         Policies { default: Arc::new(policy), issuers: HashMap::new() },
         Arc::clone(&fake) as Arc<dyn Fetch>,
         Arc::new(NoObserver),
@@ -331,4 +335,23 @@ async fn a_later_source_is_a_fallback_not_a_shortcut() {
     w.advance(601);
     let answer = w.check().await;
     assert_eq!((answer.status, answer.source), (Status::Good, Some(AnswerSource::Crl)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_margin_longer_than_the_answer_does_not_mean_refresh_always() {
+    // Answers live 60 s; the margin says 1 h. Refresh at half-life, not on every tick.
+    let options =
+        Options { max_age: Duration::from_secs(60), refresh_before: Duration::from_secs(3600), ..Options::default() };
+    let w = world_with(options, vec![Source::Ocsp], UnknownStatus::Refuse);
+    assert_eq!(w.check().await.status, Status::Good);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(Arc::clone(&w.revocation).run(stopped));
+    w.advance(10);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(w.fake.ocsp_requests.load(Ordering::SeqCst), 1, "not refreshed before half-life");
+    w.advance(25);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(w.fake.ocsp_requests.load(Ordering::SeqCst), 2, "refreshed after half-life");
+    let _ = stop.send(true);
+    runner.await.unwrap();
 }

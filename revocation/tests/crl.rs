@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use spinegate_devpki::crl::{CrlSpec, RevokedEntry};
-use spinegate_devpki::{Ca, KeyKind};
+use spinegate_devpki::{Ca, KeyKind, LeafSpec};
 use spinegate_revocation::Serial;
 use spinegate_revocation::crl::{Crl, CrlError, CrlVerdict, Partition};
-use spinegate_revocation::issuer::Issuer;
+use spinegate_revocation::issuer::{Issuer, Subject};
 
 const SKEW: Duration = Duration::from_secs(300);
 const MAX_AGE: Duration = Duration::from_secs(3600);
@@ -112,11 +112,28 @@ fn partitioned_crl_covers_only_certificates_that_name_it() {
     let mut spec = CrlSpec::new(1);
     spec.scope_urls = vec!["http://crl.example/part1.crl".into()];
     let crl = Crl::parse(&ca.crl(&spec).unwrap(), &issuer).unwrap();
-    assert!(crl.covers_leaf(&["http://crl.example/part1.crl".into()]));
-    assert!(!crl.covers_leaf(&["http://crl.example/part2.crl".into()]));
-    assert!(!crl.covers_leaf(&[]));
+    let leaf = |url: &str| {
+        let cert =
+            ca.issue(&LeafSpec::smartcard("555000000001", "A", "B").key(KeyKind::EcdsaP256).crl_url(url)).unwrap();
+        Subject::from_cert_der(&cert.cert, Arc::clone(&issuer)).unwrap()
+    };
+    assert!(crl.covers_leaf(&leaf("http://crl.example/part1.crl").distribution_points));
+    assert!(!crl.covers_leaf(&leaf("http://crl.example/part2.crl").distribution_points));
+    assert!(!crl.covers_leaf(&[]), "a partition never covers a certificate naming no distribution point");
     let full = Crl::parse(&ca.crl(&CrlSpec::new(2)).unwrap(), &issuer).unwrap();
-    assert!(full.covers_leaf(&[]) && full.covers_leaf(&["http://crl.example/part2.crl".into()]));
+    assert!(full.covers_leaf(&[]) && full.covers_leaf(&leaf("http://crl.example/part2.crl").distribution_points));
+}
+
+#[test]
+fn distribution_point_names_are_compared_in_every_form() {
+    // A directoryName distribution point in the IDP is not a full CRL: it covers only
+    // certificates naming that directoryName (PKITS 4.14.3).
+    let (ca, issuer) = ca();
+    let mut spec = CrlSpec::new(1);
+    spec.scope_urls = vec!["http://crl.example/a.crl".into()];
+    let crl = Crl::parse(&ca.crl(&spec).unwrap(), &issuer).unwrap();
+    assert!(!crl.covers_leaf(&["dn:3000".into()]));
+    assert!(crl.covers_leaf(&["dn:3000".into(), "uri:http://crl.example/a.crl".into()]));
 }
 
 #[test]

@@ -187,6 +187,11 @@ pub struct Gw {
 
 impl Gw {
     pub async fn start(pki: &Pki, adjust: impl FnOnce(&mut Settings)) -> Self {
+        // Gateway logs go to the test's captured output, shown when a test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("spinegate=debug,spinegate_revocation=debug")
+            .try_init();
         let demo = DemoService::spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let mut settings = Settings::default();
         adjust(&mut settings);
@@ -213,8 +218,26 @@ pub async fn metric(admin: SocketAddr, series: &str) -> f64 {
 
 /// A plain-HTTP GET (the admin listener): status and body.
 pub async fn plain_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    plain_request(addr, "GET", path, &[], "").await
+}
+
+/// A plain-HTTP request with extra header lines and a body: status and body.
+pub async fn plain_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.push_str(body);
+    s.write_all(head.as_bytes()).await.unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).await.unwrap();
     let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
