@@ -29,6 +29,10 @@ pub struct Config {
     pub limits: Limits,
     /// Revocation caches, fetches and the deny list.
     pub revocation: Revocation,
+    /// Bearer-token settings common to every issuer.
+    pub tokens: Tokens,
+    /// Accepted token issuers.
+    pub token_issuers: Vec<TokenIssuer>,
     /// Upstream clusters, referred to by index from routes.
     pub upstreams: Vec<Upstream>,
     /// Routes in file order; the most specific match wins.
@@ -337,6 +341,67 @@ pub struct Route {
     pub path_prefix: String,
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
+    /// Whether tokens must be certificate-bound on this route.
+    pub token_binding: TokenBinding,
+}
+
+/// Whether a route requires certificate-bound tokens (RFC 8705).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenBinding {
+    /// A token carrying `cnf.x5t#S256` must match the connection's certificate; others pass.
+    IfPresent,
+    /// Every token must carry `cnf.x5t#S256` matching the connection's certificate.
+    Required,
+}
+
+/// `[tokens]`.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    /// Most verified tokens remembered.
+    pub cache_entries: u64,
+    /// Largest token accepted.
+    pub max_token_bytes: usize,
+    /// Back-channel logout endpoint path.
+    pub backchannel_logout_path: String,
+}
+
+/// Where an issuer's keys come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// A JWK Set URL.
+    Jwks(String),
+    /// An OpenID discovery document whose `jwks_uri` is used (and whose `issuer` must match).
+    Discovery(String),
+}
+
+/// `[[token_issuer]]`.
+#[derive(Clone, Debug)]
+pub struct TokenIssuer {
+    /// Name in logs and metrics.
+    pub name: String,
+    /// Exact `iss`.
+    pub issuer: String,
+    /// Where the keys come from.
+    pub keys: KeySource,
+    /// Accepted `aud` / `azp`.
+    pub audiences: Vec<String>,
+    /// Accepted algorithm names (validated: RS*, PS*, ES256, ES384, EdDSA).
+    pub algorithms: Vec<String>,
+    /// Clock skew.
+    pub clock_skew: Duration,
+    /// Oldest acceptable `iat`.
+    pub max_token_age: Duration,
+    /// Claims that must be present.
+    pub required_claims: Vec<String>,
+    /// Key refresh interval.
+    pub jwks_ttl: Duration,
+    /// How long last good keys serve while the endpoint fails.
+    pub jwks_max_staleness: Duration,
+    /// Least time between unknown-`kid` refetches.
+    pub jwks_refetch_interval: Duration,
+    /// CAs for https key URLs.
+    pub jwks_ca: Vec<PathBuf>,
 }
 
 /// `[log]`.

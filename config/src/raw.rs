@@ -7,8 +7,8 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::model::{
-    ClientCertificatePolicy, EkuPolicy, HostHeader, LogFormat, RevocationDepth, SessionResumption, UpstreamProtocol,
-    UserIdField,
+    ClientCertificatePolicy, EkuPolicy, HostHeader, LogFormat, RevocationDepth, SessionResumption, TokenBinding,
+    UpstreamProtocol, UserIdField,
 };
 
 /// A duration written as `"30s"`, `"5m"`, `"90d"` (humantime syntax).
@@ -56,6 +56,12 @@ pub struct RawConfig {
     /// `[revocation]`.
     #[serde(default)]
     pub revocation: RawRevocation,
+    /// `[tokens]`.
+    #[serde(default)]
+    pub tokens: RawTokens,
+    /// `[[token_issuer]]`.
+    #[serde(default)]
+    pub token_issuer: Vec<Spanned<RawTokenIssuer>>,
     /// `[log]`.
     #[serde(default)]
     pub log: RawLog,
@@ -571,6 +577,107 @@ pub struct RawRoute {
     pub path_prefix: Spanned<String>,
     /// Name of the `[[upstream]]` to forward to.
     pub upstream: Spanned<String>,
+    /// `"if_present"` (default) or `"required"`: whether tokens must be certificate-bound.
+    #[serde(default = "default_token_binding")]
+    pub token_binding: TokenBinding,
+}
+
+fn default_token_binding() -> TokenBinding {
+    TokenBinding::IfPresent
+}
+
+/// `[tokens]`: bearer-token handling common to every issuer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokens {
+    /// Most verified tokens remembered.
+    #[serde(default = "default_token_cache")]
+    pub cache_entries: u64,
+    /// Largest token accepted, bytes (checked before decoding).
+    #[serde(default = "default_token_bytes")]
+    pub max_token_bytes: Spanned<u64>,
+    /// Path of the OpenID Connect back-channel logout endpoint on the client listeners.
+    #[serde(default = "default_logout_path")]
+    pub backchannel_logout_path: Spanned<String>,
+}
+
+impl Default for RawTokens {
+    fn default() -> Self {
+        Self {
+            cache_entries: default_token_cache(),
+            max_token_bytes: default_token_bytes(),
+            backchannel_logout_path: default_logout_path(),
+        }
+    }
+}
+
+fn default_token_cache() -> u64 {
+    100_000
+}
+fn default_token_bytes() -> Spanned<u64> {
+    Spanned::new(0..0, 16 * 1024)
+}
+fn default_logout_path() -> Spanned<String> {
+    Spanned::new(0..0, "/.spinegate/backchannel-logout".into())
+}
+
+/// `[[token_issuer]]`: an OpenID provider whose tokens are accepted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenIssuer {
+    /// Name in logs and metrics.
+    pub name: Spanned<String>,
+    /// The exact `iss` value.
+    pub issuer: Spanned<String>,
+    /// Where the signing keys are (JWK Set).
+    pub jwks_url: Option<Spanned<String>>,
+    /// OpenID discovery document naming `jwks_uri` (instead of `jwks_url`).
+    pub discovery_url: Option<Spanned<String>>,
+    /// Accepted `aud` / `azp` values.
+    pub audiences: Spanned<Vec<String>>,
+    /// Accepted algorithms.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Spanned<Vec<Spanned<String>>>,
+    /// Tolerated clock difference.
+    #[serde(default = "default_token_skew")]
+    pub clock_skew: HumanDuration,
+    /// Oldest acceptable `iat`.
+    #[serde(default = "default_token_age")]
+    pub max_token_age: HumanDuration,
+    /// Claims that must be present.
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// How long fetched keys are used before refreshing.
+    #[serde(default = "default_jwks_ttl")]
+    pub jwks_ttl: HumanDuration,
+    /// How long the last good keys serve while the endpoint fails.
+    #[serde(default = "default_jwks_staleness")]
+    pub jwks_max_staleness: HumanDuration,
+    /// Least time between refetches triggered by unknown `kid`s.
+    #[serde(default = "default_jwks_refetch")]
+    pub jwks_refetch_interval: HumanDuration,
+    /// PEM files of CAs for an `https` JWKS or discovery URL.
+    #[serde(default)]
+    pub jwks_ca: Vec<Spanned<String>>,
+}
+
+fn default_algorithms() -> Spanned<Vec<Spanned<String>>> {
+    Spanned::new(0..0, vec![Spanned::new(0..0, "RS256".into()), Spanned::new(0..0, "RS512".into())])
+}
+fn default_token_skew() -> HumanDuration {
+    secs(60)
+}
+fn default_token_age() -> HumanDuration {
+    secs(12 * 3600)
+}
+fn default_jwks_ttl() -> HumanDuration {
+    secs(600)
+}
+fn default_jwks_staleness() -> HumanDuration {
+    secs(24 * 3600)
+}
+fn default_jwks_refetch() -> HumanDuration {
+    secs(30)
 }
 
 /// `[log]`.

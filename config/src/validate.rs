@@ -99,6 +99,8 @@ pub(crate) fn validate(text: &str, origin: Option<&Path>, base: &Path) -> Result
         chain_cache,
         limits,
         revocation: revocation(&ctx, &raw.revocation)?,
+        tokens: tokens(&ctx, &raw.tokens)?,
+        token_issuers: token_issuers(&ctx, &raw.token_issuer)?,
         upstreams,
         routes,
         log: Log { level: raw.log.level, format: raw.log.format },
@@ -344,6 +346,100 @@ fn http_url(ctx: &Ctx<'_>, url: &Spanned<String>) -> Result<String, ConfigError>
     }
 }
 
+/// JWS algorithms a token issuer may name.
+const TOKEN_ALGORITHMS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+
+fn tokens(ctx: &Ctx<'_>, raw: &RawTokens) -> Result<Tokens, ConfigError> {
+    let path = raw.backchannel_logout_path.get_ref();
+    if !path.starts_with('/') || path.contains(['?', '#']) {
+        return Err(
+            ctx.invalid(raw.backchannel_logout_path.span(), "backchannel_logout_path must be a path starting with /")
+        );
+    }
+    Ok(Tokens {
+        cache_entries: raw.cache_entries,
+        max_token_bytes: ctx.nonzero(&raw.max_token_bytes, "max_token_bytes")?.get(),
+        backchannel_logout_path: path.clone(),
+    })
+}
+
+fn token_issuers(ctx: &Ctx<'_>, raw: &[Spanned<RawTokenIssuer>]) -> Result<Vec<TokenIssuer>, ConfigError> {
+    let mut names = HashSet::new();
+    let mut issuers = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for spanned in raw {
+        let t = spanned.get_ref();
+        if !names.insert(t.name.get_ref().clone()) {
+            return Err(ctx.invalid(t.name.span(), format!("token issuer name {:?} is used twice", t.name.get_ref())));
+        }
+        if !issuers.insert(t.issuer.get_ref().clone()) {
+            return Err(ctx.invalid(t.issuer.span(), "another [[token_issuer]] has the same issuer"));
+        }
+        let keys = match (&t.jwks_url, &t.discovery_url) {
+            (Some(url), None) => KeySource::Jwks(key_url(ctx, url)?),
+            (None, Some(url)) => KeySource::Discovery(key_url(ctx, url)?),
+            _ => return Err(ctx.invalid(spanned.span(), "give exactly one of jwks_url and discovery_url")),
+        };
+        if t.audiences.get_ref().is_empty() {
+            return Err(ctx.invalid(t.audiences.span(), "audiences is empty: no token could be accepted"));
+        }
+        let mut algorithms = Vec::new();
+        for alg in t.algorithms.get_ref() {
+            let name = alg.get_ref();
+            if !TOKEN_ALGORITHMS.contains(&name.as_str()) {
+                return Err(ctx.invalid(
+                    alg.span(),
+                    format!(
+                        "algorithm {name:?} is not accepted; use asymmetric algorithms: {}",
+                        TOKEN_ALGORITHMS.join(", ")
+                    ),
+                ));
+            }
+            algorithms.push(name.clone());
+        }
+        if algorithms.is_empty() {
+            return Err(ctx.invalid(t.algorithms.span(), "algorithms is empty"));
+        }
+        out.push(TokenIssuer {
+            name: t.name.get_ref().clone(),
+            issuer: t.issuer.get_ref().clone(),
+            keys,
+            audiences: t.audiences.get_ref().clone(),
+            algorithms,
+            clock_skew: t.clock_skew.0,
+            max_token_age: t.max_token_age.0,
+            required_claims: t.required_claims.clone(),
+            jwks_ttl: t.jwks_ttl.0,
+            jwks_max_staleness: t.jwks_max_staleness.0,
+            jwks_refetch_interval: t.jwks_refetch_interval.0,
+            jwks_ca: t.jwks_ca.iter().map(|p| ctx.path(p)).collect::<Result<_, _>>()?,
+        });
+    }
+    Ok(out)
+}
+
+/// Key material travels over https, or plain http only to this machine (development).
+fn key_url(ctx: &Ctx<'_>, url: &Spanned<String>) -> Result<String, ConfigError> {
+    let parsed: Option<http::Uri> = url.get_ref().parse().ok();
+    let loopback = |host: &str| {
+        host == "localhost"
+            || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    };
+    let ok = parsed.as_ref().is_some_and(|u| match (u.scheme_str(), u.host()) {
+        (Some("https"), Some(_)) => true,
+        (Some("http"), Some(host)) => loopback(host),
+        _ => false,
+    });
+    if ok {
+        Ok(url.get_ref().clone())
+    } else {
+        Err(ctx.invalid(
+            url.span(),
+            format!("{:?}: signing keys must come over https (plain http only from localhost)", url.get_ref()),
+        ))
+    }
+}
+
 fn revocation(ctx: &Ctx<'_>, raw: &RawRevocation) -> Result<Revocation, ConfigError> {
     Ok(Revocation {
         options: RevocationOptions {
@@ -508,7 +604,7 @@ fn routes(ctx: &Ctx<'_>, raw: &[Spanned<RawRoute>], upstreams: &[Upstream]) -> R
         let upstream = upstreams.iter().position(|u| u.name == *r.upstream.get_ref()).ok_or_else(|| {
             ctx.invalid(r.upstream.span(), format!("no [[upstream]] is named {:?}", r.upstream.get_ref()))
         })?;
-        out.push(Route { name: r.name.get_ref().clone(), host, path_prefix, upstream });
+        out.push(Route { name: r.name.get_ref().clone(), host, path_prefix, upstream, token_binding: r.token_binding });
     }
     Ok(out)
 }
@@ -642,6 +738,25 @@ upstream = "pds"
             "trust_anchors = [\"root.pem\"]\n[client_auth.revocation]\nsources = [\"ocsp\", \"ldap\"]",
         );
         assert!(parse(&text).unwrap_err().to_string().contains("unknown revocation source"));
+    }
+
+    #[test]
+    fn token_issuers_refuse_hmac_none_and_plain_http_keys() {
+        let issuer = |alg: &str, url: &str| {
+            format!(
+                "{MINIMAL}\n[[token_issuer]]\nname = \"ci\"\nissuer = \"https://ci.example\"\naudiences = [\"spinegate\"]\nalgorithms = [\"{alg}\"]\njwks_url = \"{url}\"\n"
+            )
+        };
+        assert!(parse(&issuer("RS256", "https://ci.example/jwks")).is_ok());
+        assert!(parse(&issuer("RS256", "http://127.0.0.1:9/jwks")).is_ok(), "loopback http for development");
+        assert!(parse(&issuer("HS256", "https://ci.example/jwks")).unwrap_err().to_string().contains("not accepted"));
+        assert!(parse(&issuer("none", "https://ci.example/jwks")).unwrap_err().to_string().contains("not accepted"));
+        assert!(
+            parse(&issuer("RS256", "http://ci.example/jwks")).unwrap_err().to_string().contains("must come over https")
+        );
+        let c = parse(&issuer("PS256", "https://ci.example/jwks")).unwrap();
+        assert_eq!(c.token_issuers[0].keys, KeySource::Jwks("https://ci.example/jwks".into()));
+        assert_eq!(c.routes[0].token_binding, TokenBinding::IfPresent);
     }
 
     #[test]

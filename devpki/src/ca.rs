@@ -130,6 +130,13 @@ impl Ca {
         Ok(Issued { cert, key, chain })
     }
 
+    /// Issues a leaf certificate for a public key alone (`SubjectPublicKeyInfo` DER), for keys
+    /// whose private half is not at hand — known-weak keys a verifier must refuse.
+    pub fn issue_for_public_key(&self, spec: &LeafSpec, spki_der: &[u8]) -> Result<CertificateDer<'static>, Error> {
+        let key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
+        Ok(spec.params()?.signed_by(&key, &self.issuer)?.der().clone())
+    }
+
     /// This CA's certificate.
     pub fn cert(&self) -> &CertificateDer<'static> {
         &self.cert

@@ -17,6 +17,7 @@
 //! - [`demo_service`]: the demo patient-data service (FHIR-flavoured JSON).
 //! - [`crl`]: CRLs (full, delta, partitioned) signed by a [`Ca`].
 //! - [`ocsp`]: OCSP responses and a controllable OCSP responder.
+//! - [`token`]: an OpenID token issuer with a JWK Set and discovery endpoint.
 //! - [`nhs_number`]: NHS number check digits.
 
 mod asn1;
@@ -27,6 +28,8 @@ pub mod leaf;
 pub mod manifest;
 pub mod nhs_number;
 pub mod ocsp;
+mod serve;
+pub mod token;
 pub mod world;
 
 pub use ca::{Ca, Issued, KeyKind};

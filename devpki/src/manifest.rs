@@ -26,6 +26,12 @@ pub struct Manifest {
     /// The dev CRL of the smartcard issuing CA (DER).
     #[serde(default)]
     pub crl: Option<PathBuf>,
+    /// The dev token issuer's JWK Set URL.
+    #[serde(default)]
+    pub jwks_url: String,
+    /// The dev token issuer's `iss`.
+    #[serde(default)]
+    pub token_issuer: String,
     /// Demo users.
     pub users: Vec<ManifestUser>,
 }
@@ -48,6 +54,12 @@ pub struct ManifestUser {
     /// Whether the dev PKI has revoked the certificate.
     #[serde(default)]
     pub revoked: bool,
+    /// A fresh bearer token from the dev token issuer (valid for eight hours from start).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The authenticator the token says was used.
+    #[serde(default)]
+    pub authenticator: Option<String>,
 }
 
 impl Manifest {

@@ -17,7 +17,6 @@ use der::{Decode, Encode};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -224,25 +223,10 @@ impl OcspResponder {
             delegate: None,
         }));
         let requests = Arc::new(AtomicU64::new(0));
-        let (stop, mut stopped) = watch::channel(false);
+        let (stop, stopped) = watch::channel(false);
         let (st, rq) = (Arc::clone(&state), Arc::clone(&requests));
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    a = listener.accept() => a,
-                    _ = stopped.changed() => return,
-                };
-                let Ok((stream, _)) = accepted else { continue };
-                let (ca, st, rq) = (Arc::clone(&ca), Arc::clone(&st), Arc::clone(&rq));
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        handle(req, Arc::clone(&ca), Arc::clone(&st), Arc::clone(&rq))
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        crate::serve::spawn(listener, stopped, move |req| {
+            handle(req, Arc::clone(&ca), Arc::clone(&st), Arc::clone(&rq))
         });
         Ok(Self { addr, state, requests, stop })
     }

@@ -85,6 +85,9 @@ pub struct DevUser {
     pub revoked: bool,
 }
 
+/// Demo users who sign in with an authenticator and have no smartcard: (name, user id, `amr`).
+pub const TOKEN_ONLY_USERS: &[(&str, &str, &str)] = &[("grace", "555000000007", "FIDO2")];
+
 /// The demo users: (name, user id, surname, forename, state, revoked).
 pub const DEMO_USERS: &[(&str, &str, &str, &str, UserState, bool)] = &[
     ("alice", "555000000001", "ABLE", "Alice", UserState::Valid, false),

@@ -9,9 +9,18 @@ use std::time::Duration;
 use spinegate_devpki::crl::{CrlSpec, RevokedEntry};
 use spinegate_devpki::demo_service::DemoService;
 use spinegate_devpki::ocsp::OcspResponder;
+use spinegate_devpki::token::{KeyEndpoint, RoleSpec, TokenIssuer};
+use spinegate_devpki::world::TOKEN_ONLY_USERS;
 use spinegate_devpki::{DevWorld, Manifest, ManifestUser};
 
 use crate::{Gateway, Options, StartError};
+
+/// The `iss` of the dev token issuer.
+pub const DEV_TOKEN_ISSUER: &str = "https://identity.spinegate.dev/care-identity";
+/// The audience (client id) the dev gateway accepts tokens for.
+pub const DEV_TOKEN_AUDIENCE: &str = "spinegate-dev";
+/// How long the dev tokens written to the manifest last.
+const DEV_TOKEN_LIFETIME_SECS: u64 = 8 * 3600;
 
 /// Where `spinegate dev` listens.
 #[derive(Clone, Debug)]
@@ -50,6 +59,8 @@ pub struct DevWorldRunning {
     pub demo: DemoService,
     /// The dev OCSP responder for the smartcard issuing CA.
     pub ocsp: OcspResponder,
+    /// The dev token issuer's key endpoint.
+    pub keys: KeyEndpoint,
     /// What was written to `DIR/manifest.json`.
     pub manifest: Manifest,
     /// Path of the manifest.
@@ -62,6 +73,7 @@ impl DevWorldRunning {
         self.gateway.shutdown(deadline).await;
         self.demo.shutdown().await;
         self.ocsp.shutdown();
+        drop(self.keys);
     }
 }
 
@@ -88,23 +100,34 @@ pub async fn start(options: &DevOptions, gateway_options: Options) -> Result<Dev
     std::fs::write(&crl_path, crl_der)
         .map_err(|source| spinegate_devpki::Error::Io { path: crl_path.clone(), source })?;
 
+    // Tokens: an issuer with its key endpoint on loopback.
+    let issuer = std::sync::Arc::new(std::sync::Mutex::new(TokenIssuer::new(DEV_TOKEN_ISSUER)?));
+    let keys = KeyEndpoint::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), std::sync::Arc::clone(&issuer))
+        .await
+        .map_err(DevError::Demo)?;
+
     let config_path = options.dir.join("spinegate.toml");
-    let text = config_text(&world, options, demo.addr(), &ocsp.url(), &crl_path);
+    let text = config_text(&world, options, demo.addr(), &ocsp.url(), &crl_path, &keys.jwks_url());
     std::fs::write(&config_path, &text)
         .map_err(|source| spinegate_devpki::Error::Io { path: config_path.clone(), source })?;
     let config = spinegate_config::load(&config_path)?;
     let gateway = Gateway::start(config, gateway_options).await?;
 
     let gateway_addr = gateway.listener_addrs()[0];
-    let manifest = Manifest {
-        gateway_url: format!("https://localhost:{}", gateway_addr.port()),
-        admin_url: format!("http://{}", gateway.admin_addr()),
-        server_ca: world.tls_root_path(),
-        upstream_url: format!("http://{}", demo.addr()),
-        config: config_path,
-        ocsp_url: ocsp.url(),
-        crl: Some(crl_path),
-        users: world
+    let tokens = {
+        let issuer = issuer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let token = |user_id: &str, amr: &str| {
+            let role = dev_role(user_id);
+            issuer.token(&issuer.care_identity_claims(
+                DEV_TOKEN_AUDIENCE,
+                user_id,
+                amr,
+                3,
+                &[role],
+                DEV_TOKEN_LIFETIME_SECS,
+            ))
+        };
+        let mut users: Vec<ManifestUser> = world
             .users
             .iter()
             .map(|u| ManifestUser {
@@ -115,15 +138,69 @@ pub async fn start(options: &DevOptions, gateway_options: Options) -> Result<Dev
                 certificate_state: u.state.as_str().to_owned(),
                 not_after: u.not_after.format(&time::format_description::well_known::Rfc3339).ok(),
                 revoked: u.revoked,
+                token: Some(token(u.user_id, "N3_SMARTCARD")),
+                authenticator: Some("smartcard".to_owned()),
             })
-            .collect(),
+            .collect();
+        users.extend(TOKEN_ONLY_USERS.iter().map(|&(name, user_id, amr)| ManifestUser {
+            name: name.to_owned(),
+            user_id: user_id.to_owned(),
+            cert: None,
+            key: None,
+            certificate_state: "none".to_owned(),
+            not_after: None,
+            revoked: false,
+            token: Some(token(user_id, amr)),
+            authenticator: Some(crate::auth::Authenticator::from_amr(&[amr.to_owned()]).as_str().to_owned()),
+        }));
+        users
     };
+    let manifest = Manifest {
+        gateway_url: format!("https://localhost:{}", gateway_addr.port()),
+        admin_url: format!("http://{}", gateway.admin_addr()),
+        server_ca: world.tls_root_path(),
+        upstream_url: format!("http://{}", demo.addr()),
+        config: config_path,
+        ocsp_url: ocsp.url(),
+        crl: Some(crl_path),
+        jwks_url: keys.jwks_url(),
+        token_issuer: DEV_TOKEN_ISSUER.to_owned(),
+        users: tokens,
+    };
+    // Each token also as a file, for `curl -H "Authorization: Bearer $(cat DIR/tokens/grace.jwt)"`.
+    let token_dir = options.dir.join("tokens");
+    std::fs::create_dir_all(&token_dir)
+        .map_err(|source| spinegate_devpki::Error::Io { path: token_dir.clone(), source })?;
+    for user in &manifest.users {
+        if let Some(token) = &user.token {
+            let path = token_dir.join(format!("{}.jwt", user.name));
+            std::fs::write(&path, token).map_err(|source| spinegate_devpki::Error::Io { path, source })?;
+        }
+    }
     let manifest_path = options.dir.join("manifest.json");
     manifest.write(&manifest_path)?;
-    Ok(DevWorldRunning { gateway, demo, ocsp, manifest, manifest_path })
+    Ok(DevWorldRunning { gateway, demo, ocsp, keys, manifest, manifest_path })
 }
 
-fn config_text(world: &DevWorld, options: &DevOptions, upstream: SocketAddr, ocsp_url: &str, crl: &Path) -> String {
+/// The one role profile every dev user holds (a demo GP practice, clinical practitioner).
+fn dev_role(user_id: &str) -> RoleSpec {
+    RoleSpec {
+        person_roleid: format!("{user_id}01"),
+        org_code: "A81001".to_owned(),
+        role_code: "S8000:G8000:R8000".to_owned(),
+        role_name: "\"Clinical\":\"Clinical Provision\":\"Clinical Practitioner Access Role\"".to_owned(),
+        activity_codes: vec!["B0380".to_owned(), "B0360".to_owned()],
+    }
+}
+
+fn config_text(
+    world: &DevWorld,
+    options: &DevOptions,
+    upstream: SocketAddr,
+    ocsp_url: &str,
+    crl: &Path,
+    jwks_url: &str,
+) -> String {
     let (server_cert, server_key) = world.server_paths();
     let p = |path: &Path| toml_string(&path.display().to_string());
     format!(
@@ -135,7 +212,8 @@ listen = "{admin}"
 [[listener]]
 name = "clinical"
 listen = "{listen}"
-client_certificate = "require"
+# "request": a smartcard certificate when the client has one, a bearer token otherwise.
+client_certificate = "request"
 
 [[listener.certificate]]
 cert = {server_cert}
@@ -154,6 +232,13 @@ certificate = {issuing}
 sources = ["ocsp", "crl"]
 ocsp_responder = {ocsp}
 crl_files = [{crl}]
+
+# The dev token issuer (Care Identity's shape) on loopback.
+[[token_issuer]]
+name = "dev-care-identity"
+issuer = {token_issuer}
+jwks_url = {jwks}
+audiences = [{audience}]
 
 [[upstream]]
 name = "demo-patient-data"
@@ -187,6 +272,9 @@ format = "text"
         issuing = p(&world.issuing_path()),
         ocsp = toml_string(ocsp_url),
         crl = p(crl),
+        token_issuer = toml_string(DEV_TOKEN_ISSUER),
+        jwks = toml_string(jwks_url),
+        audience = toml_string(DEV_TOKEN_AUDIENCE),
     )
 }
 

@@ -39,6 +39,7 @@ pub mod runtime;
 pub mod server;
 pub mod tls;
 pub mod trust;
+pub mod weak_key;
 
 pub use error::Reason;
 pub use server::{Gateway, Options, StartError};

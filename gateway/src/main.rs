@@ -111,7 +111,17 @@ fn print_walkthrough(m: &spinegate_devpki::Manifest, manifest_path: &std::path::
     println!("  {} -i", curl("carol", "/Patient/9000000017"));
     println!("dave (expired certificate) fails the TLS handshake:");
     println!("  {}", curl("dave", "/Patient/9000000009"));
-    println!("no certificate at all:");
+    println!("bob (card reported lost: certificate revoked) fails the TLS handshake (certificate_revoked):");
+    println!("  {}", curl("bob", "/Patient/9000000009"));
+    println!("grace (no smartcard; signed in with a security key) presents her Care Identity token:");
+    let tokens = manifest_path.parent().unwrap_or(std::path::Path::new(".")).join("tokens");
+    println!(
+        "  curl --cacert {} -H \"Authorization: Bearer $(cat {})\" {}/Patient/9000000009",
+        m.server_ca.display(),
+        tokens.join("grace.jwt").display(),
+        m.gateway_url
+    );
+    println!("no certificate and no token:");
     println!("  curl --cacert {} {}/Patient/9000000009", m.server_ca.display(), m.gateway_url);
     println!();
     println!("Press Ctrl-C to stop.");

@@ -49,6 +49,16 @@ pub const CRL_AGE: &str = "spinegate_crl_age_seconds";
 pub const CRL_NEXT_UPDATE_IN: &str = "spinegate_crl_next_update_in_seconds";
 /// Emergency deny-list entries in force.
 pub const DENY_LIST_ENTRIES: &str = "spinegate_deny_list_entries";
+/// Bearer-token verifications: `issuer`, `result` (`ok` or a refusal label).
+pub const TOKEN_VERIFICATIONS: &str = "spinegate_token_verifications_total";
+/// Signing-key fetches: `issuer`, `outcome` (`ok`, `failed`).
+pub const JWKS_REFRESHES: &str = "spinegate_jwks_refreshes_total";
+/// Unknown-`kid` refetches skipped because one happened within the refetch interval: `issuer`.
+pub const JWKS_REFETCHES_SUPPRESSED: &str = "spinegate_jwks_refetches_suppressed_total";
+/// Seconds since each issuer's signing keys were fetched: `issuer`.
+pub const JWKS_AGE: &str = "spinegate_jwks_age_seconds";
+/// Back-channel logout requests: `result`.
+pub const BACKCHANNEL_LOGOUTS: &str = "spinegate_backchannel_logouts_total";
 /// Build information: `version`.
 pub const BUILD_INFO: &str = "spinegate_build_info";
 

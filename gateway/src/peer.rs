@@ -117,6 +117,7 @@ pub async fn revocation_answer(
 #[derive(Debug)]
 pub struct Peer {
     chain: Box<[CertificateDer<'static>]>,
+    leaf_sha256: [u8; 32],
     fingerprint: ChainFingerprint,
     current: ArcSwapOption<Entry<Arc<CertIdentity>>>,
 }
@@ -134,11 +135,19 @@ impl Peer {
     /// The chain as presented (leaf first), after the handshake. Resolution happens on first use.
     pub fn new(chain: &[CertificateDer<'static>]) -> Option<Self> {
         let (leaf, rest) = chain.split_first()?;
+        let mut leaf_sha256 = [0u8; 32];
+        leaf_sha256.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf).as_ref());
         Some(Self {
+            leaf_sha256,
             fingerprint: ChainFingerprint::of_chain(leaf, rest),
             chain: chain.into(),
             current: ArcSwapOption::empty(),
         })
+    }
+
+    /// SHA-256 of the leaf certificate: what a bound token's `cnf.x5t#S256` names (RFC 8705).
+    pub fn leaf_sha256(&self) -> &[u8; 32] {
+        &self.leaf_sha256
     }
 
     /// Checks the certificate for a request at `now`: still within validity, still trusted, not

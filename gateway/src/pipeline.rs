@@ -10,12 +10,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, header};
-use http_body_util::{Either, Full, Limited};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use rustls_pki_types::UnixTime;
+use spinegate_config::TokenBinding;
 use tokio::sync::Notify;
 
+use crate::auth::token::TokenError;
+use crate::auth::token::logout::LogoutError;
 use crate::auth::{AssuranceLevel, AuthMethod, Principal};
 use crate::error::{self, Reason};
 use crate::identity::UserId;
@@ -172,12 +175,17 @@ async fn process(
 ) -> Result<Response<ResponseBody>, Reason> {
     check_limits(runtime, request.headers())?;
     let now = conn.shared.clock.now();
-    let principal = authenticate(conn, runtime, now).await?;
-    ctx.user_id = Some(principal.identity.user_id);
-    ctx.expiry_warning = expiry_warning(&principal, now, runtime.expiry_warning);
-
+    if request.uri().path() == runtime.logout_path {
+        return Ok(backchannel_logout(conn, request, now).await);
+    }
+    // The route is found first because authentication needs its binding rule, but an
+    // unauthenticated request is refused before it can learn whether the route exists.
     let host = RequestHost::of(&request);
-    let route = runtime.routes.find(host.as_str(), request.uri().path()).ok_or(Reason::NoRoute)?;
+    let route = runtime.routes.find(host.as_str(), request.uri().path());
+    let principal = authenticate(conn, runtime, request.headers(), route.map(|r| r.token_binding), now).await?;
+    ctx.user_id = Some(principal.user_id);
+    ctx.expiry_warning = expiry_warning(&principal, now, runtime.expiry_warning);
+    let route = route.ok_or(Reason::NoRoute)?;
     ctx.route = Some(Arc::clone(&route.name));
     let cluster = &runtime.clusters[route.upstream];
     ctx.upstream = Some(Arc::clone(&cluster.name));
@@ -253,18 +261,21 @@ fn check_limits(runtime: &Runtime, headers: &HeaderMap) -> Result<(), Reason> {
     Ok(())
 }
 
-async fn authenticate(conn: &Conn, runtime: &Runtime, now: UnixTime) -> Result<Principal, Reason> {
-    let Some(peer) = &conn.peer else {
-        return Err(Reason::ClientCertificateRequired);
-    };
+/// Who the request acts as: the bearer token's user when one is sent (bound to the
+/// connection's certificate when the token or the route says so), else the smartcard's. A
+/// certificate on the connection is re-checked either way: a revoked card does not become usable
+/// by adding a token.
+async fn authenticate(
+    conn: &Conn,
+    runtime: &Runtime,
+    headers: &HeaderMap,
+    binding: Option<TokenBinding>,
+    now: UnixTime,
+) -> Result<Principal, Reason> {
     let shared = &conn.shared;
-    match peer.check(&runtime.trust, &shared.cache, &shared.revocation, now).await {
-        Ok(entry) => Ok(Principal {
-            identity: Arc::clone(entry.value()),
-            method: AuthMethod::Smartcard,
-            assurance: AssuranceLevel::Aal3,
-        }),
-        Err(refusal) => {
+    let certificate = match &conn.peer {
+        None => None,
+        Some(peer) => Some(peer.check(&runtime.trust, &shared.cache, &shared.revocation, now).await.map_err(|refusal| {
             let reason = match &refusal {
                 PeerRefusal::Certificate(CertFailure::Expired) => Reason::CertificateExpired,
                 PeerRefusal::Certificate(CertFailure::NotYetValid) => Reason::CertificateNotYetValid,
@@ -273,19 +284,108 @@ async fn authenticate(conn: &Conn, runtime: &Runtime, now: UnixTime) -> Result<P
                 PeerRefusal::RevocationUnknown => Reason::RevocationUnavailable,
             };
             tracing::info!(client = %conn.remote, refusal = ?refusal, reason = reason.code(), "certificate refused on an open connection");
-            Err(reason)
+            reason
+        })?),
+    };
+    let Some(token) = bearer_token(headers)? else {
+        let entry = certificate.ok_or(Reason::ClientCertificateRequired)?;
+        let identity = Arc::clone(entry.value());
+        return Ok(Principal {
+            user_id: identity.user_id,
+            method: AuthMethod::Smartcard,
+            assurance: AssuranceLevel::Aal3,
+            certificate: Some(identity),
+            token: None,
+        });
+    };
+    let verified = shared.tokens.verify(token, now.as_secs()).await.map_err(|e| {
+        tracing::info!(client = %conn.remote, error = %e, label = e.label(), "bearer token refused");
+        if e.is_expiry() { Reason::TokenExpired } else { Reason::InvalidToken }
+    })?;
+    let claims = &verified.claims;
+    let peer = conn.peer.as_ref();
+    match (claims.bound_certificate, binding.unwrap_or(TokenBinding::IfPresent)) {
+        // RFC 8705: a bound token is good only on a connection presenting that certificate.
+        (Some(thumbprint), _) => {
+            if peer.is_none_or(|p| p.leaf_sha256() != &thumbprint) {
+                return Err(Reason::TokenBindingMismatch);
+            }
+        }
+        (None, TokenBinding::Required) => return Err(Reason::TokenBindingMismatch),
+        // An unbound token on a mutual-TLS connection must at least be the same person's.
+        (None, TokenBinding::IfPresent) => {
+            if certificate.as_ref().is_some_and(|c| c.value().user_id != claims.user_id) {
+                return Err(Reason::TokenBindingMismatch);
+            }
+        }
+    }
+    Ok(Principal {
+        user_id: claims.user_id,
+        method: AuthMethod::Token { authenticator: claims.authenticator },
+        assurance: claims.assurance,
+        certificate: certificate.map(|c| Arc::clone(c.value())),
+        token: Some(Arc::clone(&verified)),
+    })
+}
+
+/// The bearer token in `Authorization`, if any. A malformed `Authorization` header is an invalid
+/// token, not an absent one.
+fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Reason> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let value = value.to_str().map_err(|_| Reason::InvalidToken)?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(Reason::InvalidToken),
+    }
+}
+
+/// OpenID Connect Back-Channel Logout: `POST` with a form body `logout_token=<JWT>`. Answers 200
+/// on success and 400 `{"error":"invalid_request"}` otherwise (spec §2.8), never cached.
+async fn backchannel_logout(conn: &Conn, request: Request<Incoming>, now: UnixTime) -> Response<ResponseBody> {
+    let respond = |status: StatusCode, body: &'static str| {
+        let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(body.as_bytes()))));
+        *response.status_mut() = status;
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    };
+    if request.method() != http::Method::POST {
+        return respond(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"invalid_request"}"#);
+    }
+    let body = match Limited::new(request.into_body(), 64 * 1024).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return respond(StatusCode::BAD_REQUEST, r#"{"error":"invalid_request"}"#),
+    };
+    let token = std::str::from_utf8(&body)
+        .ok()
+        .and_then(|form| form.split('&').find_map(|kv| kv.strip_prefix("logout_token=")))
+        .map(|t| t.replace("%2E", ".").replace("%2e", "."));
+    let outcome = match token {
+        Some(token) => conn.shared.tokens.logout(&token, now.as_secs()).await,
+        None => Err(TokenError::Logout(LogoutError::Invalid("no logout_token"))),
+    };
+    let label = outcome.as_ref().err().map_or("ok", TokenError::label);
+    metrics::counter!(m::BACKCHANNEL_LOGOUTS, "result" => label).increment(1);
+    match outcome {
+        Ok(()) => respond(StatusCode::OK, "{}"),
+        Err(e) => {
+            tracing::warn!(client = %conn.remote, error = %e, "back-channel logout refused");
+            respond(StatusCode::BAD_REQUEST, r#"{"error":"invalid_request"}"#)
         }
     }
 }
 
 /// `<days> days; not-after=<RFC 3339>` when the certificate ends within `window`.
 fn expiry_warning(principal: &Principal, now: UnixTime, window: Duration) -> Option<HeaderValue> {
-    let left = principal.identity.not_after.saturating_sub(now.as_secs());
+    let identity = principal.certificate.as_ref()?;
+    let left = identity.not_after.saturating_sub(now.as_secs());
     if left > window.as_secs() {
         return None;
     }
     let days = left / 86_400;
-    let text = format!("{days} days; not-after={}", principal.identity.not_after_rfc3339);
+    let text = format!("{days} days; not-after={}", identity.not_after_rfc3339);
     HeaderValue::from_str(&text).ok()
 }
 

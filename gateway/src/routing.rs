@@ -11,6 +11,8 @@ pub struct CompiledRoute {
     prefix: String,
     /// Index of the upstream cluster.
     pub upstream: usize,
+    /// Whether tokens must be certificate-bound here.
+    pub token_binding: spinegate_config::TokenBinding,
 }
 
 /// All routes, most specific first: host-specific before any-host, longer prefixes first.
@@ -29,6 +31,7 @@ impl RouteTable {
                 host: r.host.clone(),
                 prefix: r.path_prefix.clone(),
                 upstream: r.upstream,
+                token_binding: r.token_binding,
             })
             .collect();
         routes.sort_by(|a, b| b.host.is_some().cmp(&a.host.is_some()).then(b.prefix.len().cmp(&a.prefix.len())));
@@ -78,7 +81,13 @@ mod tests {
     use super::*;
 
     fn route(name: &str, host: Option<&str>, prefix: &str, upstream: usize) -> Route {
-        Route { name: name.into(), host: host.map(str::to_owned), path_prefix: prefix.into(), upstream }
+        Route {
+            name: name.into(),
+            host: host.map(str::to_owned),
+            path_prefix: prefix.into(),
+            upstream,
+            token_binding: spinegate_config::TokenBinding::IfPresent,
+        }
     }
 
     fn table() -> RouteTable {

@@ -46,6 +46,8 @@ pub struct Runtime {
     pub listeners: Vec<ListenerInfo>,
     /// Per listener, the TLS configuration new handshakes use.
     pub tls: Vec<Arc<ServerConfig>>,
+    /// Path of the back-channel logout endpoint.
+    pub logout_path: String,
 }
 
 /// Gateway-wide services that outlive configuration reloads.
@@ -57,6 +59,8 @@ pub struct Shared {
     pub cache: Arc<Cache>,
     /// Revocation snapshots.
     pub revocation: Arc<Revocation>,
+    /// Bearer-token verification.
+    pub tokens: Arc<crate::auth::token::TokenVerifier>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
     /// The TLS crypto provider.
@@ -110,6 +114,7 @@ impl Runtime {
             expiry_warning: config.client_auth.expiry_warning,
             listeners,
             tls: tls_configs,
+            logout_path: config.tokens.backchannel_logout_path.clone(),
         })
     }
 }
@@ -122,6 +127,7 @@ pub fn check_material(config: &Config) -> Result<Vec<String>, MaterialError> {
     // Policies name issuer certificates: load them as the gateway would.
     crate::revocation::policies(config)?;
     admin_token(config)?;
+    crate::auth::token::TokenVerifier::build(config, &provider)?;
     let revocation = Revocation::disabled();
     let resumption = config
         .listeners

@@ -81,6 +81,7 @@ impl Gateway {
         for warning in runtime.trust.anchor_warnings(options.clock.now()) {
             tracing::warn!("{warning}");
         }
+        let tokens = Arc::new(crate::auth::token::TokenVerifier::build(&config, &provider)?);
         let shared = Arc::new(Shared {
             runtime: arc_swap::ArcSwap::from_pointee(runtime),
             cache,
@@ -91,6 +92,7 @@ impl Gateway {
             metrics: m::install(),
             ready: false.into(),
             admin_token: crate::runtime::admin_token(&config)?,
+            tokens,
         });
 
         let (stop, stopped) = watch::channel(false);

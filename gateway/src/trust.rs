@@ -54,6 +54,9 @@ pub enum CertFailure {
     /// Valid chain, but the subject carries no user identity by the issuer's rule.
     #[error("certificate carries no user identity: {0}")]
     NotAUser(IdentityError),
+    /// The leaf's public key is one whose private key is recoverable (ROCA fingerprint).
+    #[error("certificate key is known-weak: {0}")]
+    WeakKey(&'static str),
     /// Known to be revoked.
     #[error("certificate is revoked")]
     Revoked,
@@ -75,6 +78,7 @@ impl CertFailure {
             CertFailure::WrongPurpose => "wrong_purpose",
             CertFailure::BadSignature(_) => "bad_signature",
             CertFailure::NotAUser(_) => "no_user_identity",
+            CertFailure::WeakKey(_) => "weak_key",
             CertFailure::Revoked => "revoked",
             CertFailure::Invalid(_) => "invalid",
         }
@@ -96,6 +100,7 @@ impl CertFailure {
             | CertFailure::Malformed(_)
             | CertFailure::BadSignature(_)
             | CertFailure::NotAUser(_)
+            | CertFailure::WeakKey(_)
             | CertFailure::Invalid(_) => E::BadEncoding,
         })
     }
@@ -488,6 +493,11 @@ impl TrustStore {
                 return Err(CertFailure::WrongPurpose);
             }
         }
+        if let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = leaf.public_key().parsed()
+            && crate::weak_key::rsa_modulus_has_roca_fingerprint(rsa.modulus)
+        {
+            return Err(CertFailure::WeakKey("ROCA fingerprint (CVE-2017-15361)"));
+        }
         let known = self.issuers.iter().find(|i| i.id == issuer.id());
         let (issuer_name, rule) = match known {
             Some(k) => (Arc::clone(&k.name), &k.rule),
@@ -578,6 +588,37 @@ mod tests {
 
         let roomy = TrustStore::build(&settings(5), material, algs()).unwrap();
         assert_eq!(roomy.verify(&leaf.cert, &[], UnixTime::now()).unwrap().user_id.as_str(), "555000000001");
+    }
+
+    #[test]
+    fn smartcard_keys_with_the_roca_fingerprint_are_refused() {
+        use crate::auth::token::jose::{rsa_public_key_der, tlv};
+        let root = Ca::root("R", KeyKind::EcdsaP256).unwrap();
+        let material = TrustMaterial { anchors: vec![root.cert().clone()], ..TrustMaterial::default() };
+        let store = TrustStore::build(&settings(4), material, algs()).unwrap();
+        let spki = |n: &[u8]| {
+            let algorithm = [0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00];
+            let mut bits = vec![0];
+            bits.extend(rsa_public_key_der(n, &[1, 0, 1]));
+            let mut body = algorithm.to_vec();
+            body.extend(tlv(0x03, &bits));
+            tlv(0x30, &body)
+        };
+        // 65537^127 + k·M: a 2,033-bit modulus of the shape an affected chip generates.
+        let weak = crate::weak_key::tests::roca_shaped(1_000_003, 127);
+        assert!(weak.len() * 8 >= 2032, "{}", weak.len());
+        let spec = LeafSpec::smartcard("555000000001", "A", "B");
+        let cert = root.issue_for_public_key(&spec, &spki(&weak)).unwrap();
+        let err = store.verify(&cert, &[], UnixTime::now()).unwrap_err();
+        assert!(matches!(err, CertFailure::WeakKey(_)), "{err:?}");
+        assert_eq!(err.label(), "weak_key");
+
+        // The same certificate with an ordinary modulus of that size passes.
+        let mut ordinary = weak.clone();
+        *ordinary.last_mut().unwrap() ^= 2;
+        assert!(!crate::weak_key::rsa_modulus_has_roca_fingerprint(&ordinary));
+        let cert = root.issue_for_public_key(&spec, &spki(&ordinary)).unwrap();
+        assert_eq!(store.verify(&cert, &[], UnixTime::now()).unwrap().user_id.as_str(), "555000000001");
     }
 
     #[test]

@@ -38,9 +38,13 @@ fn client_for(manifest: &Manifest, user: Option<&str>) -> Arc<rustls::ClientConf
 }
 
 async fn connect(manifest: &Manifest, user: &str) -> std::io::Result<Client> {
+    connect_as(manifest, Some(user)).await
+}
+
+async fn connect_as(manifest: &Manifest, user: Option<&str>) -> std::io::Result<Client> {
     let port: u16 = manifest.gateway_url.rsplit(':').next().unwrap().parse().unwrap();
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let tls = tokio_rustls::TlsConnector::from(client_for(manifest, Some(user)))
+    let tls = tokio_rustls::TlsConnector::from(client_for(manifest, user))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await?;
     Ok(Client::over(tls).await)
@@ -100,6 +104,32 @@ async fn dev_world_serves_its_demo_users_as_the_manifest_describes() {
     };
     let dave = dave.expect("dave must be refused");
     assert!(dave.contains("CertificateExpired"), "{dave}");
+
+    // grace has no smartcard: her security-key token from the dev issuer lets her in, as
+    // herself, with the authenticator named; without it the request is refused.
+    let grace = manifest.user("grace").unwrap();
+    assert!(grace.cert.is_none() && grace.certificate_state == "none");
+    assert_eq!(grace.authenticator.as_deref(), Some("security_key"));
+    let token = grace.token.clone().unwrap();
+    assert_eq!(std::fs::read_to_string(dir.path().join("tokens/grace.jwt")).unwrap(), token);
+    let mut anonymous = connect_as(&manifest, None).await.unwrap();
+    let bearer = |token: &str| {
+        http::Request::get("/Patient/9000000009")
+            .header("authorization", format!("Bearer {token}"))
+            .body(http_body_util::Full::default())
+            .unwrap()
+    };
+    let r = anonymous.send(bearer(&token)).await.unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.received("nhsd-identity-uuid").as_deref(), Some(grace.user_id.as_str()));
+    assert_eq!(r.received("x-spinegate-auth-method").as_deref(), Some("token:security_key"));
+    assert!(r.received("authorization").is_none(), "the bearer token must not reach the service");
+    let r = anonymous.get("/Patient/9000000009").await.unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["reason"], "client_certificate_required");
+    // alice's card session token, presented with her card, is hers: accepted.
+    let r = alice.send(bearer(manifest.user("alice").unwrap().token.as_ref().unwrap())).await.unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
 
     let (status, body) =
         support::plain_get(manifest.admin_url.trim_start_matches("http://").parse().unwrap(), "/readyz").await;

@@ -13,6 +13,8 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 /// `NHSD-Identity-UUID`: the verified user id.
 pub const NHSD_IDENTITY_UUID: HeaderName = HeaderName::from_static("nhsd-identity-uuid");
+/// `NHSD-Identity-IdP`: the token issuer, when a token was used.
+pub const NHSD_IDENTITY_IDP: HeaderName = HeaderName::from_static("nhsd-identity-idp");
 /// `X-Spinegate-Auth-Method`.
 pub const X_SPINEGATE_AUTH_METHOD: HeaderName = HeaderName::from_static("x-spinegate-auth-method");
 /// `X-Spinegate-Assurance-Level`.
@@ -38,7 +40,10 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 ];
 
 /// Headers the gateway alone sets; a client's copies are dropped, never merged.
-static GATEWAY_OWNED: [HeaderName; 9] = [
+static GATEWAY_OWNED: [HeaderName; 10] = [
+    // The credential the gateway consumed: upstreams get verified identity instead, and never a
+    // bearer token they could replay.
+    header::AUTHORIZATION,
     X_REQUEST_ID,
     X_CERTIFICATE_EXPIRY_WARNING,
     X_FORWARDED_FOR,
@@ -94,8 +99,15 @@ pub fn to_upstream(mut inbound: HeaderMap, out: &Outbound<'_>) -> HeaderMap {
     }
 
     headers.insert(X_REQUEST_ID, out.request_id.clone());
-    let identity = &out.principal.identity;
-    headers.insert(NHSD_IDENTITY_UUID, HeaderValue::from_str(identity.user_id.as_str()).expect("user ids are digits"));
+    headers.insert(
+        NHSD_IDENTITY_UUID,
+        HeaderValue::from_str(out.principal.user_id.as_str()).expect("user ids are digits"),
+    );
+    if let Some(token) = &out.principal.token
+        && let Ok(issuer) = HeaderValue::from_str(&token.claims.issuer)
+    {
+        headers.insert(NHSD_IDENTITY_IDP, issuer);
+    }
     headers.insert(X_SPINEGATE_AUTH_METHOD, HeaderValue::from_static(out.principal.method.as_str()));
     headers.insert(X_SPINEGATE_ASSURANCE_LEVEL, HeaderValue::from_static(out.principal.assurance.as_str()));
     if let Some(warning) = out.expiry_warning {
@@ -154,41 +166,17 @@ fn sanitize_host(host: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::auth::{AssuranceLevel, AuthMethod};
-    use crate::identity::{CertIdentity, UserId};
+    use crate::identity::UserId;
 
     fn principal() -> Principal {
         Principal {
-            identity: Arc::new(CertIdentity {
-                user_id: UserId::parse("555000000001").unwrap(),
-                issuer_name: "default".into(),
-                revocation: Arc::new(spinegate_revocation::issuer::Subject {
-                    cert: spinegate_revocation::CertId {
-                        issuer: spinegate_revocation::IssuerId([0; 32]),
-                        serial: spinegate_revocation::Serial::from_der_bytes(&[1]).unwrap(),
-                    },
-                    issuer: Arc::new(
-                        spinegate_revocation::issuer::Issuer::from_cert_der(
-                            spinegate_devpki::Ca::root("Header Test CA", spinegate_devpki::KeyKind::EcdsaP256)
-                                .unwrap()
-                                .cert(),
-                        )
-                        .unwrap(),
-                    ),
-                    ocsp_urls: Vec::new(),
-                    crl_urls: Vec::new(),
-                    distribution_points: Vec::new(),
-                    is_ca: false,
-                }),
-                ca_revocation: Arc::new([]),
-                not_after: 0,
-                not_after_rfc3339: "1970-01-01T00:00:00Z".into(),
-            }),
+            user_id: UserId::parse("555000000001").unwrap(),
             method: AuthMethod::Smartcard,
             assurance: AssuranceLevel::Aal3,
+            certificate: None,
+            token: None,
         }
     }
 

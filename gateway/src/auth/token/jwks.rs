@@ -1,0 +1,313 @@
+//! An issuer's signing keys: fetched over HTTPS (or plain HTTP from localhost), directly from a
+//! JWK Set URL or through OpenID discovery. Keys are used for `ttl`, then refreshed in the
+//! background while the old ones keep serving; if the endpoint keeps failing, the last good
+//! keys serve until `max_staleness` and then tokens are refused. A token with an unknown `kid`
+//! causes at most one refetch per `refetch_interval`, so random `kid`s cannot make a fetch storm;
+//! concurrent fetches are one fetch.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use spinegate_config::KeySource;
+
+use super::jose::{Alg, KeySet};
+use crate::material::{self, MaterialError};
+use crate::metrics as m;
+
+/// Fetches a document by URL.
+pub trait KeyFetch: Send + Sync + std::fmt::Debug + 'static {
+    /// GETs `url` and returns the body of a 200 response.
+    fn get(&self, url: &str) -> BoxFuture<'static, Result<Bytes, String>>;
+}
+
+/// HTTPS (and loopback HTTP) fetching with the issuer's CAs.
+#[derive(Debug, Clone)]
+pub struct HttpsKeyFetch {
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+}
+
+/// Largest key-set or discovery document accepted.
+const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+/// Deadline of one fetch.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl HttpsKeyFetch {
+    /// A client trusting the CAs in `ca_files` for https URLs.
+    pub fn new(ca_files: &[std::path::PathBuf], provider: &Arc<CryptoProvider>) -> Result<Self, MaterialError> {
+        let mut roots = RootCertStore::empty();
+        for path in ca_files {
+            for cert in material::certificates(path)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| MaterialError::BadCertificate { path: path.clone(), reason: e.to_string() })?;
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::clone(provider))
+            .with_safe_default_protocol_versions()
+            .expect("the aws-lc-rs provider supports the default versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        http.enforce_http(false);
+        let connector =
+            HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Ok(Self { client })
+    }
+}
+
+impl KeyFetch for HttpsKeyFetch {
+    fn get(&self, url: &str) -> BoxFuture<'static, Result<Bytes, String>> {
+        let client = self.client.clone();
+        let uri: Result<http::Uri, _> = url.parse();
+        Box::pin(async move {
+            let uri = uri.map_err(|e| format!("bad URL: {e}"))?;
+            let exchange = async {
+                let response = client.get(uri).await.map_err(|e| format!("fetch failed: {e}"))?;
+                if response.status() != http::StatusCode::OK {
+                    return Err(format!("HTTP status {}", response.status()));
+                }
+                Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .map_err(|e| format!("body: {e}"))
+            };
+            tokio::time::timeout(FETCH_TIMEOUT, exchange).await.map_err(|_| "timed out".to_owned())?
+        })
+    }
+}
+
+/// Refresh and staleness settings.
+#[derive(Clone, Copy, Debug)]
+pub struct JwksOptions {
+    /// Keys are refreshed after this long.
+    pub ttl: Duration,
+    /// The last good keys serve at most this long after they were fetched.
+    pub max_staleness: Duration,
+    /// Least time between refetches for unknown `kid`s.
+    pub refetch_interval: Duration,
+}
+
+/// Why no keys can be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeysError {
+    /// Never fetched successfully.
+    #[error("signing keys are unavailable: {0}")]
+    Unavailable(String),
+    /// The last good keys are older than the maximum staleness.
+    #[error("signing keys are stale")]
+    Stale,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    keys: Arc<KeySet>,
+    fetched_at: u64,
+    /// The document as fetched, to tell a changed key set from a refreshed one.
+    document: Bytes,
+    /// Advances whenever the fetched document differs from the previous one.
+    generation: u64,
+}
+
+/// What a cached token needs to know about its issuer's keys at a moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyState {
+    /// The key-set generation; a verification made under another one is stale.
+    pub generation: u64,
+    /// Whether the keys may still be used (within the staleness bound).
+    pub usable: bool,
+}
+
+/// One issuer's keys.
+#[derive(Debug)]
+pub struct Jwks {
+    name: Arc<str>,
+    issuer: String,
+    source: KeySource,
+    allowed: Vec<Alg>,
+    fetch: Arc<dyn KeyFetch>,
+    options: JwksOptions,
+    state: ArcSwapOption<Loaded>,
+    /// When the last refetch for an unknown `kid` started (0: never).
+    last_kid_refetch: AtomicU64,
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl Jwks {
+    /// Keys of `issuer` (for discovery's issuer check) from `source`.
+    pub fn new(
+        name: Arc<str>,
+        issuer: String,
+        source: KeySource,
+        allowed: Vec<Alg>,
+        fetch: Arc<dyn KeyFetch>,
+        options: JwksOptions,
+    ) -> Self {
+        Self {
+            name,
+            issuer,
+            source,
+            allowed,
+            fetch,
+            options,
+            state: ArcSwapOption::empty(),
+            last_kid_refetch: AtomicU64::new(0),
+            fetching: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Keys usable at `now`. Within `ttl`: the cached keys. Past it but within `max_staleness`:
+    /// the cached keys, with a refresh started in the background. Otherwise: fetched now.
+    pub async fn keys(self: &Arc<Self>, now: u64) -> Result<Arc<KeySet>, KeysError> {
+        if let Some(loaded) = self.state.load_full() {
+            let age = now.saturating_sub(loaded.fetched_at);
+            if age < self.options.ttl.as_secs() {
+                return Ok(Arc::clone(&loaded.keys));
+            }
+            if age < self.options.max_staleness.as_secs() {
+                let this = Arc::clone(self);
+                tokio::spawn(async move {
+                    let _ = this.fetch_now(now).await;
+                });
+                return Ok(Arc::clone(&loaded.keys));
+            }
+        }
+        match self.fetch_now(now).await {
+            Ok(keys) => Ok(keys),
+            Err(e) => match self.state.load_full() {
+                Some(loaded) if now.saturating_sub(loaded.fetched_at) < self.options.max_staleness.as_secs() => {
+                    Ok(Arc::clone(&loaded.keys))
+                }
+                Some(_) => Err(KeysError::Stale),
+                None => Err(KeysError::Unavailable(e)),
+            },
+        }
+    }
+
+    /// After a token named a `kid` the keys lack: fetch again unless a fetch started within
+    /// `refetch_interval`. Returns the keys when a fetch happened.
+    pub async fn refetch_for_unknown_kid(self: &Arc<Self>, now: u64) -> Option<Arc<KeySet>> {
+        let last = self.last_kid_refetch.load(Ordering::Acquire);
+        let due = last == 0 || now.saturating_sub(last) >= self.options.refetch_interval.as_secs();
+        // One caller wins the slot; the others in the same interval are suppressed.
+        if !due
+            || self.last_kid_refetch.compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Acquire).is_err()
+        {
+            metrics::counter!(m::JWKS_REFETCHES_SUPPRESSED, "issuer" => self.name.to_string()).increment(1);
+            return None;
+        }
+        self.fetch_now(now).await.ok()
+    }
+
+    /// The keys' generation and usability at `now`, and a background refresh started when the
+    /// keys are past their TTL: the cache-hit path's whole contact with the key source.
+    pub fn state(self: &Arc<Self>, now: u64) -> KeyState {
+        let Some(loaded) = self.state.load_full() else {
+            return KeyState { generation: 0, usable: false };
+        };
+        let age = now.saturating_sub(loaded.fetched_at);
+        // Not while a fetch is running; concurrent starters are serialised by fetch_now anyway.
+        if age >= self.options.ttl.as_secs() && self.fetching.try_lock().is_ok() {
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                let _ = this.fetch_now(now).await;
+            });
+        }
+        KeyState { generation: loaded.generation, usable: age < self.options.max_staleness.as_secs() }
+    }
+
+    /// Seconds since the keys were fetched.
+    pub fn age(&self, now: u64) -> Option<u64> {
+        self.state.load().as_ref().map(|l| now.saturating_sub(l.fetched_at))
+    }
+
+    /// Fetches unless another fetch completed while this one waited for the lock.
+    async fn fetch_now(&self, now: u64) -> Result<Arc<KeySet>, String> {
+        let waited_from = self.state.load().as_ref().map(|l| l.fetched_at);
+        let _one_at_a_time = self.fetching.lock().await;
+        if let Some(loaded) = self.state.load_full()
+            && Some(loaded.fetched_at) != waited_from
+        {
+            return Ok(Arc::clone(&loaded.keys));
+        }
+        let result = self
+            .fetch_document()
+            .await
+            .and_then(|body| KeySet::parse(&body, &self.allowed).map(|keys| (keys, body)).map_err(|e| e.to_string()));
+        match result {
+            Ok((keys, document)) => {
+                if !keys.skipped.is_empty() {
+                    tracing::warn!(issuer = %self.name, skipped = ?keys.skipped, "JWK Set keys left out");
+                }
+                let keys = Arc::new(keys);
+                let previous = self.state.load_full();
+                let generation = match &previous {
+                    Some(p) if p.document == document => p.generation,
+                    Some(p) => p.generation + 1,
+                    None => 1,
+                };
+                self.state.store(Some(Arc::new(Loaded {
+                    keys: Arc::clone(&keys),
+                    fetched_at: now,
+                    document,
+                    generation,
+                })));
+                metrics::counter!(m::JWKS_REFRESHES, "issuer" => self.name.to_string(), "outcome" => "ok").increment(1);
+                tracing::info!(issuer = %self.name, keys = keys.len(), "signing keys fetched");
+                Ok(keys)
+            }
+            Err(e) => {
+                metrics::counter!(m::JWKS_REFRESHES, "issuer" => self.name.to_string(), "outcome" => "failed")
+                    .increment(1);
+                tracing::warn!(issuer = %self.name, error = %e, "signing keys could not be fetched");
+                Err(e)
+            }
+        }
+    }
+
+    async fn fetch_document(&self) -> Result<Bytes, String> {
+        match &self.source {
+            KeySource::Jwks(url) => self.fetch.get(url).await,
+            KeySource::Discovery(url) => {
+                let doc = self.fetch.get(url).await?;
+                let doc: serde_json::Value = serde_json::from_slice(&doc).map_err(|e| format!("discovery: {e}"))?;
+                if doc.get("issuer").and_then(|i| i.as_str()) != Some(self.issuer.as_str()) {
+                    return Err("discovery document names another issuer".into());
+                }
+                let jwks_uri =
+                    doc.get("jwks_uri").and_then(|u| u.as_str()).ok_or("discovery document has no jwks_uri")?;
+                if !jwks_uri.starts_with("https://") && !is_loopback_http(jwks_uri) {
+                    return Err("jwks_uri is not https".into());
+                }
+                self.fetch.get(jwks_uri).await
+            }
+        }
+    }
+}
+
+fn is_loopback_http(url: &str) -> bool {
+    url.parse::<http::Uri>().is_ok_and(|u| {
+        u.scheme_str() == Some("http")
+            && u.host().is_some_and(|h| {
+                h == "localhost"
+                    || h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            })
+    })
+}
