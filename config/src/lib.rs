@@ -13,13 +13,16 @@
 //! - [`error`]: [`ConfigError`] with its location.
 //! - [`raw`]: the file as written.
 //! - [`model`]: the validated configuration.
+//! - [`authz`]: authorisation settings (rules, role directory, audit, identity assertion).
 //! - `validate`: raw -> model.
 
+pub mod authz;
 pub mod error;
 pub mod model;
 pub mod raw;
 mod validate;
 
+pub use authz::{Audit, Authorization, IdentityAssertion, Ldap, MethodSet, RoleDirectory, Rule, lint};
 pub use error::{ConfigError, Location};
 pub use model::*;
 

@@ -39,6 +39,14 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Logging.
     pub log: Log,
+    /// Activity catalogue, baseline activities, organisation relations.
+    pub authorization: crate::authz::Authorization,
+    /// Where smartcard users' role profiles come from.
+    pub role_directory: crate::authz::RoleDirectory,
+    /// The audit log.
+    pub audit: crate::authz::Audit,
+    /// The signed identity assertion, when configured.
+    pub identity_assertion: Option<crate::authz::IdentityAssertion>,
 }
 
 /// `[admin]`.
@@ -343,6 +351,12 @@ pub struct Route {
     pub upstream: usize,
     /// Whether tokens must be certificate-bound on this route.
     pub token_binding: TokenBinding,
+    /// The 1-based path segment naming the organisation acted for, if any.
+    pub organisation_segment: Option<std::num::NonZeroUsize>,
+    /// Whether the upstream receives a signed identity assertion.
+    pub identity_assertion: bool,
+    /// Rules in file order; the first covering the method applies; none → refused.
+    pub rules: Vec<crate::authz::Rule>,
 }
 
 /// Whether a route requires certificate-bound tokens (RFC 8705).

@@ -65,6 +65,17 @@ pub struct RawConfig {
     /// `[log]`.
     #[serde(default)]
     pub log: RawLog,
+    /// `[authorization]`.
+    #[serde(default)]
+    pub authorization: crate::authz::RawAuthorization,
+    /// `[role_directory]`.
+    #[serde(default)]
+    pub role_directory: crate::authz::RawRoleDirectory,
+    /// `[audit]`.
+    #[serde(default)]
+    pub audit: crate::authz::RawAudit,
+    /// `[identity_assertion]`.
+    pub identity_assertion: Option<crate::authz::RawIdentityAssertion>,
 }
 
 /// `[admin]`.
@@ -580,6 +591,15 @@ pub struct RawRoute {
     /// `"if_present"` (default) or `"required"`: whether tokens must be certificate-bound.
     #[serde(default = "default_token_binding")]
     pub token_binding: TokenBinding,
+    /// The path segment (1-based: `/Organization/A81001/…` has the ODS code in segment 2) that
+    /// names the organisation a request acts for.
+    pub organisation_segment: Option<Spanned<u64>>,
+    /// Send the upstream a signed identity assertion.
+    #[serde(default)]
+    pub identity_assertion: bool,
+    /// `[[route.rule]]`: who may do what, first rule covering the method wins.
+    #[serde(default)]
+    pub rule: Vec<Spanned<crate::authz::RawRule>>,
 }
 
 fn default_token_binding() -> TokenBinding {

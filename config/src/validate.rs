@@ -13,14 +13,14 @@ use crate::model::*;
 use crate::raw::*;
 
 /// Carries the text and file name so every check can point at its span.
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     text: &'a str,
     origin: Option<&'a Path>,
     base: &'a Path,
 }
 
 impl Ctx<'_> {
-    fn invalid(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn invalid(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
         // Defaults carry the empty span 0..0; point at the file start for them.
         ConfigError::Invalid {
             location: Location::of_span(self.text, &span, self.origin.map(Path::to_path_buf)),
@@ -28,11 +28,11 @@ impl Ctx<'_> {
         }
     }
 
-    fn global(&self, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn global(&self, message: impl Into<String>) -> ConfigError {
         ConfigError::Global { file: self.origin.map(Path::to_path_buf), message: message.into() }
     }
 
-    fn path(&self, p: &Spanned<String>) -> Result<PathBuf, ConfigError> {
+    pub(crate) fn path(&self, p: &Spanned<String>) -> Result<PathBuf, ConfigError> {
         if p.get_ref().trim().is_empty() {
             return Err(self.invalid(p.span(), "path is empty"));
         }
@@ -49,7 +49,7 @@ impl Ctx<'_> {
         })
     }
 
-    fn nonzero(&self, n: &Spanned<u64>, what: &str) -> Result<NonZeroUsize, ConfigError> {
+    pub(crate) fn nonzero(&self, n: &Spanned<u64>, what: &str) -> Result<NonZeroUsize, ConfigError> {
         usize::try_from(*n.get_ref())
             .ok()
             .and_then(NonZeroUsize::new)
@@ -67,7 +67,14 @@ pub(crate) fn validate(text: &str, origin: Option<&Path>, base: &Path) -> Result
     let admin = Admin { listen: ctx.addr(&raw.admin.listen)? };
     let listeners = listeners(&ctx, &raw.listener)?;
     let upstreams = upstreams(&ctx, &raw.upstream)?;
-    let routes = routes(&ctx, &raw.route, &upstreams)?;
+    let authorization = crate::authz::authorization(&ctx, &raw.authorization)?;
+    let routes = routes(&ctx, &raw.route, &upstreams, &authorization)?;
+    let identity_assertion = crate::authz::identity_assertion(&ctx, raw.identity_assertion.as_ref())?;
+    if identity_assertion.is_none()
+        && let Some(r) = raw.route.iter().find(|r| r.get_ref().identity_assertion)
+    {
+        return Err(ctx.invalid(r.span(), "identity_assertion = true needs an [identity_assertion] section"));
+    }
     let client_auth = client_auth(&ctx, &raw.client_auth)?;
 
     let chain_cache = ChainCacheOptions {
@@ -104,6 +111,10 @@ pub(crate) fn validate(text: &str, origin: Option<&Path>, base: &Path) -> Result
         upstreams,
         routes,
         log: Log { level: raw.log.level, format: raw.log.format },
+        role_directory: crate::authz::role_directory(&ctx, &raw.role_directory)?,
+        audit: crate::authz::audit(&ctx, &raw.audit)?,
+        identity_assertion,
+        authorization,
     })
 }
 
@@ -583,7 +594,13 @@ fn is_server_name(s: &str) -> bool {
         })
 }
 
-fn routes(ctx: &Ctx<'_>, raw: &[Spanned<RawRoute>], upstreams: &[Upstream]) -> Result<Vec<Route>, ConfigError> {
+fn routes(
+    ctx: &Ctx<'_>,
+    raw: &[Spanned<RawRoute>],
+    upstreams: &[Upstream],
+    authorization: &crate::authz::Authorization,
+) -> Result<Vec<Route>, ConfigError> {
+    let mut activities = std::collections::BTreeSet::new();
     let mut names = HashSet::new();
     let mut keys = HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
@@ -604,16 +621,35 @@ fn routes(ctx: &Ctx<'_>, raw: &[Spanned<RawRoute>], upstreams: &[Upstream]) -> R
         let upstream = upstreams.iter().position(|u| u.name == *r.upstream.get_ref()).ok_or_else(|| {
             ctx.invalid(r.upstream.span(), format!("no [[upstream]] is named {:?}", r.upstream.get_ref()))
         })?;
-        out.push(Route { name: r.name.get_ref().clone(), host, path_prefix, upstream, token_binding: r.token_binding });
+        let organisation_segment = match &r.organisation_segment {
+            None => None,
+            Some(n) => Some(
+                usize::try_from(*n.get_ref())
+                    .ok()
+                    .and_then(NonZeroUsize::new)
+                    .ok_or_else(|| ctx.invalid(n.span(), "organisation_segment counts path segments from 1"))?,
+            ),
+        };
+        out.push(Route {
+            name: r.name.get_ref().clone(),
+            host,
+            path_prefix,
+            upstream,
+            token_binding: r.token_binding,
+            organisation_segment,
+            identity_assertion: r.identity_assertion,
+            rules: crate::authz::rules(ctx, authorization, &r.rule, &mut activities)?,
+        });
     }
     Ok(out)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    /// A valid configuration with one route (`patient`, no rules), for tests to extend.
+    pub(crate) const MINIMAL: &str = r#"
 [[listener]]
 name = "clinical"
 listen = "127.0.0.1:8443"

@@ -32,6 +32,10 @@ fn full_example_sets_every_section_away_from_nothing() {
     assert_eq!(c.client_auth.issuers[1].identity.user_id, spinegate_config::UserIdSource::SubjectSerialNumber);
     assert!(c.upstreams[1].tls.as_ref().unwrap().client_identity.is_some());
     assert_eq!(c.routes[1].host.as_deref(), Some("spine.example.nhs.uk"));
+    assert_eq!(c.routes[0].rules.len(), 2);
+    assert!(matches!(c.role_directory, spinegate_config::RoleDirectory::Ldap(_)));
+    assert!(c.identity_assertion.is_some() && c.audit.file.is_some());
+    assert_eq!(c.authorization.baseline.len(), 1);
 }
 
 /// Every key the schema accepts appears in full.toml: the raw structs reject unknown keys, so a
@@ -40,7 +44,13 @@ fn full_example_sets_every_section_away_from_nothing() {
 #[test]
 fn full_example_mentions_every_option() {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/full.toml")).unwrap();
-    let raw = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/raw.rs")).unwrap();
+    let src =
+        |name: &str| std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(name)).unwrap();
+    // raw.rs, and the as-written half of authz.rs (its validated structs are not file keys).
+    let authz = src("authz.rs");
+    let authz_raw = authz.split("// Validated").next().unwrap();
+    assert!(authz_raw.len() < authz.len(), "authz.rs lost its `// Validated` marker");
+    let raw = format!("{}\n{authz_raw}", src("raw.rs"));
     // Fields of the raw structs: `pub name: Type,` lines.
     let fields: Vec<&str> = raw
         .lines()

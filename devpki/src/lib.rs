@@ -19,9 +19,11 @@
 //! - [`ocsp`]: OCSP responses and a controllable OCSP responder.
 //! - [`token`]: an OpenID token issuer with a JWK Set and discovery endpoint.
 //! - [`nhs_number`]: NHS number check digits.
+//! - [`corpus`]: what the public-corpus tests share: corpus location, exceptions files, tallies.
 
 mod asn1;
 pub mod ca;
+pub mod corpus;
 pub mod crl;
 pub mod demo_service;
 pub mod leaf;
@@ -34,8 +36,8 @@ pub mod world;
 
 pub use ca::{Ca, Issued, KeyKind};
 pub use leaf::LeafSpec;
-pub use manifest::{Manifest, ManifestUser};
-pub use world::{DevUser, DevWorld, UserState};
+pub use manifest::{Manifest, ManifestRole, ManifestUser};
+pub use world::{DemoRole, DevUser, DevWorld, UserState};
 
 /// Errors from minting or storing development PKI.
 #[derive(Debug, thiserror::Error)]

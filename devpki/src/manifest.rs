@@ -32,6 +32,15 @@ pub struct Manifest {
     /// The dev token issuer's `iss`.
     #[serde(default)]
     pub token_issuer: String,
+    /// The audit log the gateway writes (one JSON line per access decision).
+    #[serde(default)]
+    pub audit_log: Option<PathBuf>,
+    /// The role directory file.
+    #[serde(default)]
+    pub role_directory: Option<PathBuf>,
+    /// Where the gateway publishes its identity assertion keys.
+    #[serde(default)]
+    pub assertion_jwks_url: Option<String>,
     /// Demo users.
     pub users: Vec<ManifestUser>,
 }
@@ -60,6 +69,22 @@ pub struct ManifestUser {
     /// The authenticator the token says was used.
     #[serde(default)]
     pub authenticator: Option<String>,
+    /// The user's role profiles.
+    #[serde(default)]
+    pub role_profiles: Vec<ManifestRole>,
+}
+
+/// One role profile.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ManifestRole {
+    /// Role profile id (URID): what `NHSD-Session-URID` names.
+    pub id: String,
+    /// ODS code.
+    pub org: String,
+    /// Role code.
+    pub role_code: String,
+    /// Directly granted activities.
+    pub activities: Vec<String>,
 }
 
 impl Manifest {

@@ -5,7 +5,9 @@
 //! DIR/pki/smartcard-issuing.{pem,key}   issuing CA for smartcards (under the root)
 //! DIR/pki/tls-root.{pem,key}            CA of the gateway's server certificate
 //! DIR/pki/server.{pem,key}              the gateway's server certificate (localhost, 127.0.0.1, ::1)
+//! DIR/pki/assertion-key.pem             ECDSA P-256 key the gateway signs identity assertions with
 //! DIR/users/<name>.{pem,key}            smartcard chain (leaf + issuing CA) and key
+//! DIR/roles.toml                        the role directory (written once; edit it to move users)
 //! ```
 //!
 //! Keys are reused across runs; a certificate is re-issued (same key) only when it no longer
@@ -95,7 +97,49 @@ pub const DEMO_USERS: &[(&str, &str, &str, &str, UserState, bool)] = &[
     ("bob", "555000000002", "BAKER", "Bob", UserState::Valid, true),
     ("carol", "555000000003", "CARTER", "Carol", UserState::ExpiringSoon, false),
     ("dave", "555000000004", "DAVIES", "Dave", UserState::Expired, false),
+    // erin is an admin clerk: authenticated, but her role lacks the clinical activities.
+    ("erin", "555000000005", "EVANS", "Erin", UserState::Valid, false),
+    // frank holds role profiles in two organisations and picks one with NHSD-Session-URID.
+    ("frank", "555000000006", "FRANKS", "Frank", UserState::Valid, false),
 ];
+
+/// A demo user's role profile (the role directory for card users, the token for `grace`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DemoRole {
+    /// The user's short name.
+    pub user: &'static str,
+    /// Role profile id (URID).
+    pub id: &'static str,
+    /// ODS code.
+    pub org: &'static str,
+    /// Role code.
+    pub role_code: &'static str,
+    /// Directly granted activities (the job role's baseline is added by the gateway).
+    pub activities: &'static [&'static str],
+}
+
+/// The clinical job role (Clinical Practitioner Access Role).
+pub const CLINICIAN: &str = "S8000:G8000:R8000";
+/// An admin clerk's job role.
+pub const ADMIN_CLERK: &str = "S8001:G8005:R8008";
+
+/// Every demo role profile. The dev gateway's baseline gives R8000 "view demographics" (B0820);
+/// the profiles grant "view detailed record" (B0360) directly.
+pub const DEMO_ROLES: &[DemoRole] = &[
+    DemoRole { user: "alice", id: "555254242101", org: "A81001", role_code: CLINICIAN, activities: &["B0360"] },
+    DemoRole { user: "bob", id: "555254242102", org: "A81001", role_code: CLINICIAN, activities: &["B0360"] },
+    DemoRole { user: "carol", id: "555254242103", org: "A81001", role_code: CLINICIAN, activities: &["B0360"] },
+    DemoRole { user: "dave", id: "555254242104", org: "A81001", role_code: CLINICIAN, activities: &["B0360"] },
+    DemoRole { user: "erin", id: "555254242105", org: "A81001", role_code: ADMIN_CLERK, activities: &["B0572"] },
+    DemoRole { user: "frank", id: "555254242106", org: "A81001", role_code: CLINICIAN, activities: &["B0360"] },
+    DemoRole { user: "frank", id: "555254242107", org: "A81002", role_code: CLINICIAN, activities: &["B0360"] },
+    DemoRole { user: "grace", id: "555254242108", org: "A81001", role_code: CLINICIAN, activities: &["B0360"] },
+];
+
+/// The role profiles of `user`.
+pub fn demo_roles(user: &str) -> impl Iterator<Item = &'static DemoRole> + '_ {
+    DEMO_ROLES.iter().filter(move |r| r.user == user)
+}
 
 /// The dev PKI, loaded or created.
 pub struct DevWorld {
@@ -180,7 +224,26 @@ impl DevWorld {
                 revoked,
             });
         }
+        let assertion_key = pki.join("assertion-key.pem");
+        if !assertion_key.exists() {
+            let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+            write(&assertion_key, &key.serialize_pem(), true)?;
+        }
+        let roles = dir.join("roles.toml");
+        if !roles.exists() {
+            write(&roles, &role_directory_toml(&users), false)?;
+        }
         Ok(Self { dir: dir.to_path_buf(), root, issuing: std::sync::Arc::new(issuing), tls_root, users })
+    }
+
+    /// The role directory file (TOML) the dev gateway reads; edit it to move a user.
+    pub fn roles_path(&self) -> PathBuf {
+        self.dir.join("roles.toml")
+    }
+
+    /// The key the dev gateway signs identity assertions with.
+    pub fn assertion_key_path(&self) -> PathBuf {
+        self.dir.join("pki/assertion-key.pem")
     }
 
     /// The user called `name`.
@@ -207,6 +270,25 @@ impl DevWorld {
     pub fn server_paths(&self) -> (PathBuf, PathBuf) {
         (self.dir.join("pki/server.pem"), self.dir.join("pki/server.key"))
     }
+}
+
+/// The role directory for the card users, in the gateway's file format.
+fn role_directory_toml(users: &[DevUser]) -> String {
+    let mut out = String::from(
+        "# The dev role directory: user id -> role profiles. spinegate dev reloads it when it changes;\n\
+         # move a user to another organisation by editing `org` here.\n",
+    );
+    for user in users {
+        out.push_str(&format!("\n[[user]]\nid = \"{}\"  # {}\n", user.user_id, user.name));
+        for role in demo_roles(user.name) {
+            let activities = role.activities.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+            out.push_str(&format!(
+                "[[user.role]]\nid = \"{}\"\norg = \"{}\"\nrole_code = \"{}\"\nactivities = [{activities}]\n",
+                role.id, role.org, role.role_code
+            ));
+        }
+    }
+    out
 }
 
 fn read(path: &Path) -> Result<String, Error> {

@@ -30,31 +30,18 @@ impl KeyFetch for Keys {
     }
 }
 
-const CONFIG: &str = r#"
-[[listener]]
-name = "clinical"
-listen = "127.0.0.1:8443"
-[[listener.certificate]]
-cert = "server.pem"
-key = "server.key"
-[client_auth]
-trust_anchors = ["root.pem"]
+/// The minimal example configuration plus one token issuer.
+const ISSUER: &str = r#"
 [[token_issuer]]
 name = "care-identity"
 issuer = "https://am.nhsidentity.example/openam/oauth2/realms/root/realms/NHSIdentity/realms/Healthcare"
 jwks_url = "https://am.nhsidentity.example/jwks"
 audiences = ["spinegate-bench"]
-[[upstream]]
-name = "patient-data"
-endpoints = ["http://127.0.0.1:8080"]
-[[route]]
-name = "patient"
-path_prefix = "/Patient"
-upstream = "patient-data"
 "#;
 
 fn bench(c: &mut Criterion) {
-    let config = spinegate_config::parse(CONFIG, None, std::path::Path::new("/")).unwrap();
+    let text = format!("{}\n{ISSUER}", include_str!("../../config/examples/minimal.toml"));
+    let config = spinegate_config::parse(&text, None, std::path::Path::new("/")).unwrap();
     let issuer = TokenIssuer::new(config.token_issuers[0].issuer.clone()).unwrap();
     let verifier = TokenVerifier::with_fetchers(
         &config,

@@ -1,5 +1,6 @@
 //! The admin listener, on its own address: `/healthz` (the process is alive), `/readyz` (listeners
-//! are up and the gateway is not draining), `/metrics` (Prometheus text), and
+//! are up and the gateway is not draining), `/metrics` (Prometheus text),
+//! `/.well-known/jwks.json` (the identity assertion keys, when configured), and
 //! `/revocation/deny` — the emergency deny list of this replica: `GET` lists it, `POST` adds and
 //! `DELETE` removes the `user <id>` / `serial <hex>` lines in the body. The deny-list endpoint
 //! needs `Authorization: Bearer <token>` with the token from `admin_token_file`, and is absent
@@ -65,6 +66,17 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             );
             response
         }
+        "/.well-known/jwks.json" => match &shared.runtime.load().assertion {
+            Some(signer) => {
+                let mut response = text(StatusCode::OK, "");
+                *response.body_mut() = Full::new(Bytes::from(signer.jwks().to_owned()));
+                let h = response.headers_mut();
+                h.insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/jwk-set+json"));
+                h.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("max-age=60"));
+                response
+            }
+            None => text(StatusCode::NOT_FOUND, "no [identity_assertion] is configured\n"),
+        },
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     })
 }

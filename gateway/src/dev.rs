@@ -10,8 +10,8 @@ use spinegate_devpki::crl::{CrlSpec, RevokedEntry};
 use spinegate_devpki::demo_service::DemoService;
 use spinegate_devpki::ocsp::OcspResponder;
 use spinegate_devpki::token::{KeyEndpoint, RoleSpec, TokenIssuer};
-use spinegate_devpki::world::TOKEN_ONLY_USERS;
-use spinegate_devpki::{DevWorld, Manifest, ManifestUser};
+use spinegate_devpki::world::{TOKEN_ONLY_USERS, demo_roles};
+use spinegate_devpki::{DevWorld, Manifest, ManifestRole, ManifestUser};
 
 use crate::{Gateway, Options, StartError};
 
@@ -116,14 +116,13 @@ pub async fn start(options: &DevOptions, gateway_options: Options) -> Result<Dev
     let gateway_addr = gateway.listener_addrs()[0];
     let tokens = {
         let issuer = issuer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let token = |user_id: &str, amr: &str| {
-            let role = dev_role(user_id);
+        let token = |name: &str, user_id: &str, amr: &str| {
             issuer.token(&issuer.care_identity_claims(
                 DEV_TOKEN_AUDIENCE,
                 user_id,
                 amr,
                 3,
-                &[role],
+                &dev_roles(name),
                 DEV_TOKEN_LIFETIME_SECS,
             ))
         };
@@ -138,8 +137,9 @@ pub async fn start(options: &DevOptions, gateway_options: Options) -> Result<Dev
                 certificate_state: u.state.as_str().to_owned(),
                 not_after: u.not_after.format(&time::format_description::well_known::Rfc3339).ok(),
                 revoked: u.revoked,
-                token: Some(token(u.user_id, "N3_SMARTCARD")),
+                token: Some(token(u.name, u.user_id, "N3_SMARTCARD")),
                 authenticator: Some("smartcard".to_owned()),
+                role_profiles: manifest_roles(u.name),
             })
             .collect();
         users.extend(TOKEN_ONLY_USERS.iter().map(|&(name, user_id, amr)| ManifestUser {
@@ -150,8 +150,9 @@ pub async fn start(options: &DevOptions, gateway_options: Options) -> Result<Dev
             certificate_state: "none".to_owned(),
             not_after: None,
             revoked: false,
-            token: Some(token(user_id, amr)),
+            token: Some(token(name, user_id, amr)),
             authenticator: Some(crate::auth::Authenticator::from_amr(&[amr.to_owned()]).as_str().to_owned()),
+            role_profiles: manifest_roles(name),
         }));
         users
     };
@@ -165,6 +166,9 @@ pub async fn start(options: &DevOptions, gateway_options: Options) -> Result<Dev
         crl: Some(crl_path),
         jwks_url: keys.jwks_url(),
         token_issuer: DEV_TOKEN_ISSUER.to_owned(),
+        audit_log: Some(options.dir.join("audit.jsonl")),
+        role_directory: Some(world.roles_path()),
+        assertion_jwks_url: Some(format!("http://{}/.well-known/jwks.json", gateway.admin_addr())),
         users: tokens,
     };
     // Each token also as a file, for `curl -H "Authorization: Bearer $(cat DIR/tokens/grace.jwt)"`.
@@ -182,15 +186,37 @@ pub async fn start(options: &DevOptions, gateway_options: Options) -> Result<Dev
     Ok(DevWorldRunning { gateway, demo, ocsp, keys, manifest, manifest_path })
 }
 
-/// The one role profile every dev user holds (a demo GP practice, clinical practitioner).
-fn dev_role(user_id: &str) -> RoleSpec {
-    RoleSpec {
-        person_roleid: format!("{user_id}01"),
-        org_code: "A81001".to_owned(),
-        role_code: "S8000:G8000:R8000".to_owned(),
-        role_name: "\"Clinical\":\"Clinical Provision\":\"Clinical Practitioner Access Role\"".to_owned(),
-        activity_codes: vec!["B0380".to_owned(), "B0360".to_owned()],
+/// A demo user's role profiles as token claims.
+fn dev_roles(name: &str) -> Vec<RoleSpec> {
+    demo_roles(name)
+        .map(|r| RoleSpec {
+            person_roleid: r.id.to_owned(),
+            org_code: r.org.to_owned(),
+            role_code: r.role_code.to_owned(),
+            role_name: role_name(r.role_code).to_owned(),
+            activity_codes: r.activities.iter().map(|a| (*a).to_owned()).collect(),
+        })
+        .collect()
+}
+
+fn role_name(role_code: &str) -> &'static str {
+    if role_code == spinegate_devpki::world::CLINICIAN {
+        "\"Clinical\":\"Clinical Provision\":\"Clinical Practitioner Access Role\""
+    } else {
+        "\"Admin & Clerical\":\"Admin & Clerical\":\"Admin/Clinical Support Access Role\""
     }
+}
+
+/// A demo user's role profiles for the manifest.
+fn manifest_roles(name: &str) -> Vec<ManifestRole> {
+    demo_roles(name)
+        .map(|r| ManifestRole {
+            id: r.id.to_owned(),
+            org: r.org.to_owned(),
+            role_code: r.role_code.to_owned(),
+            activities: r.activities.iter().map(|a| (*a).to_owned()).collect(),
+        })
+        .collect()
 }
 
 fn config_text(
@@ -245,20 +271,61 @@ name = "demo-patient-data"
 endpoints = ["http://{upstream}"]
 response_timeout = "15s"
 
+# Authorisation: the activities the demo routes ask for (an illustrative catalogue), what every
+# clinician holds by job role, and a branch surgery under A81001.
+[authorization]
+activities = {{ B0360 = "View patient medical record", B0370 = "View Summary Care Record", B0572 = "Manage appointments", B0820 = "View patient demographics", B0825 = "Amend patient demographics" }}
+
+[[authorization.baseline]]
+role = "R8000"
+activities = ["B0820"]
+
+[[authorization.organisation]]
+parent = "A81001"
+children = ["Y03641"]
+
+# Card users' role profiles; token users bring theirs in the token. Edit the file to move a user.
+[role_directory]
+file = {roles}
+
+[audit]
+file = {audit}
+
+[identity_assertion]
+issuer = "https://spinegate.dev"
+key = {assertion_key}
+
 [[route]]
 name = "patient"
 path_prefix = "/Patient"
 upstream = "demo-patient-data"
+identity_assertion = true
+
+[[route.rule]]
+methods = ["GET", "HEAD"]
+activities_any = ["B0820"]
+
+[[route.rule]]
+methods = ["*"]
+activities_all = ["B0825"]
 
 [[route]]
 name = "metadata"
 path_prefix = "/metadata"
 upstream = "demo-patient-data"
 
+[[route.rule]]
+methods = ["GET", "HEAD"]
+organisation_scope = false
+
 [[route]]
 name = "demo"
 path_prefix = "/_demo"
 upstream = "demo-patient-data"
+
+[[route.rule]]
+methods = ["*"]
+organisation_scope = false
 
 [log]
 level = "info"
@@ -273,6 +340,9 @@ format = "text"
         ocsp = toml_string(ocsp_url),
         crl = p(crl),
         token_issuer = toml_string(DEV_TOKEN_ISSUER),
+        roles = p(&world.roles_path()),
+        audit = p(&options.dir.join("audit.jsonl")),
+        assertion_key = p(&world.assertion_key_path()),
         jwks = toml_string(jwks_url),
         audience = toml_string(DEV_TOKEN_AUDIENCE),
     )

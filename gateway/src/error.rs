@@ -51,6 +51,8 @@ pub enum Reason {
     UpstreamUnavailable,
     /// No revocation answer could be had and policy refuses `Unknown`.
     RevocationUnavailable,
+    /// The role directory could not say which role profiles the user holds.
+    RoleDirectoryUnavailable,
     /// The gateway is shedding load.
     Overloaded,
     /// The upstream did not answer in time.
@@ -95,6 +97,7 @@ impl Reason {
             Reason::HeadersTooLarge => "headers_too_large",
             Reason::UpstreamUnavailable => "upstream_unavailable",
             Reason::RevocationUnavailable => "revocation_unavailable",
+            Reason::RoleDirectoryUnavailable => "role_directory_unavailable",
             Reason::Overloaded => "overloaded",
             Reason::UpstreamTimeout => "upstream_timeout",
         }
@@ -138,6 +141,9 @@ impl Reason {
             Reason::RevocationUnavailable => {
                 d(S::SERVICE_UNAVAILABLE, false, Some(5), false, "Revocation status unavailable")
             }
+            Reason::RoleDirectoryUnavailable => {
+                d(S::SERVICE_UNAVAILABLE, false, Some(5), false, "Role directory unavailable")
+            }
             Reason::Overloaded => d(S::SERVICE_UNAVAILABLE, false, Some(1), false, "Overloaded"),
             Reason::UpstreamTimeout => d(S::GATEWAY_TIMEOUT, false, None, false, "Upstream timeout"),
         }
@@ -164,9 +170,39 @@ impl Reason {
         Reason::HeadersTooLarge,
         Reason::UpstreamUnavailable,
         Reason::RevocationUnavailable,
+        Reason::RoleDirectoryUnavailable,
         Reason::Overloaded,
         Reason::UpstreamTimeout,
     ];
+
+    /// Whether the refusal is an access decision (who may do what), and so audited; the others
+    /// are about the request's size or the upstream's health.
+    pub fn is_access_decision(self) -> bool {
+        match self {
+            Reason::ClientCertificateRequired
+            | Reason::CertificateExpired
+            | Reason::CertificateNotYetValid
+            | Reason::CertificateInvalid
+            | Reason::CertificateRevoked
+            | Reason::InvalidToken
+            | Reason::TokenExpired
+            | Reason::TokenBindingMismatch
+            | Reason::RoleNotHeld
+            | Reason::RoleNotSelected
+            | Reason::ActivityNotPermitted
+            | Reason::OrganisationMismatch
+            | Reason::AssuranceTooLow
+            | Reason::AuthenticatorNotAllowed
+            | Reason::NoRoute
+            | Reason::RevocationUnavailable
+            | Reason::RoleDirectoryUnavailable => true,
+            Reason::RequestTooLarge
+            | Reason::HeadersTooLarge
+            | Reason::UpstreamUnavailable
+            | Reason::Overloaded
+            | Reason::UpstreamTimeout => false,
+        }
+    }
 }
 
 /// The response for a refusal.

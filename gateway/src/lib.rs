@@ -23,7 +23,10 @@
 //! - [`dev`]: `spinegate dev`, the embedded development world.
 
 pub mod admin;
+pub mod assertion;
+pub mod audit;
 pub mod auth;
+pub mod authz;
 pub mod clock;
 pub mod dev;
 pub mod error;
@@ -42,4 +45,4 @@ pub mod trust;
 pub mod weak_key;
 
 pub use error::Reason;
-pub use server::{Gateway, Options, StartError};
+pub use server::{Gateway, Options, ReloadError, StartError};

@@ -121,6 +121,21 @@ fn print_walkthrough(m: &spinegate_devpki::Manifest, manifest_path: &std::path::
         tokens.join("grace.jwt").display(),
         m.gateway_url
     );
+    println!("erin (admin clerk) is authenticated but her role may not view records: 403 activity_not_permitted:");
+    println!("  {}", curl("erin", "/Patient/9000000009"));
+    if let Some(frank) = m.user("frank")
+        && let Some(second) = frank.role_profiles.get(1)
+    {
+        println!("frank holds roles in two organisations and picks one ({}):", second.org);
+        println!("  {} -H 'NHSD-Session-URID: {}'", curl("frank", "/Patient/9000000009"), second.id);
+    }
+    if let Some(audit) = &m.audit_log {
+        println!("every decision, allowed or refused, is a JSON line in the audit log:");
+        println!("  tail -f {}", audit.display());
+    }
+    if let Some(roles) = &m.role_directory {
+        println!("move a user to another organisation by editing {} (picked up within a second)", roles.display());
+    }
     println!("no certificate and no token:");
     println!("  curl --cacert {} {}/Patient/9000000009", m.server_ca.display(), m.gateway_url);
     println!();

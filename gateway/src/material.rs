@@ -52,6 +52,9 @@ pub enum MaterialError {
         /// What is wrong.
         reason: String,
     },
+    /// The role directory cannot be used.
+    #[error(transparent)]
+    RoleDirectory(#[from] crate::authz::directory::DirectorySetupError),
 }
 
 /// Every certificate in a PEM file, in order. At least one.

@@ -59,6 +59,24 @@ pub const JWKS_REFETCHES_SUPPRESSED: &str = "spinegate_jwks_refetches_suppressed
 pub const JWKS_AGE: &str = "spinegate_jwks_age_seconds";
 /// Back-channel logout requests: `result`.
 pub const BACKCHANNEL_LOGOUTS: &str = "spinegate_backchannel_logouts_total";
+/// Authorisation decisions: `route`, `decision` (`allow`/`deny`), `reason`.
+pub const AUTHZ_DECISIONS: &str = "spinegate_authz_decisions_total";
+/// Role directory lookups: `backend` (`file`/`ldap`), `result` (`hit`, `miss`, `error`).
+pub const DIRECTORY_LOOKUPS: &str = "spinegate_role_directory_lookups_total";
+/// Role directory lookup time on a miss: `backend`.
+pub const DIRECTORY_LOOKUP_DURATION: &str = "spinegate_role_directory_lookup_duration_seconds";
+/// Role directory file reloads: `result` (`ok`/`error`).
+pub const DIRECTORY_RELOADS: &str = "spinegate_role_directory_reloads_total";
+/// Users in the role directory file.
+pub const DIRECTORY_USERS: &str = "spinegate_role_directory_users";
+/// Audit records written.
+pub const AUDIT_RECORDS: &str = "spinegate_audit_records_total";
+/// Audit records dropped because the queue was full.
+pub const AUDIT_DROPPED: &str = "spinegate_audit_records_dropped_total";
+/// Audit write failures.
+pub const AUDIT_WRITE_ERRORS: &str = "spinegate_audit_write_errors_total";
+/// Identity assertions signed: `route`.
+pub const IDENTITY_ASSERTIONS: &str = "spinegate_identity_assertions_total";
 /// Build information: `version`.
 pub const BUILD_INFO: &str = "spinegate_build_info";
 

@@ -17,16 +17,21 @@ use rustls_pki_types::UnixTime;
 use spinegate_config::TokenBinding;
 use tokio::sync::Notify;
 
+use crate::assertion;
+use crate::audit::AuditRecord;
 use crate::auth::token::TokenError;
 use crate::auth::token::logout::LogoutError;
 use crate::auth::{AssuranceLevel, AuthMethod, Principal};
+use crate::authz::{self, RoleData, Roles};
 use crate::error::{self, Reason};
 use crate::identity::UserId;
 use crate::metrics as m;
 use crate::peer::{Peer, PeerRefusal};
 use crate::proxy::ForwardError;
-use crate::proxy::headers::{self, Outbound, X_CERTIFICATE_EXPIRY_WARNING, X_REQUEST_ID};
-use crate::routing::strip_port;
+use crate::proxy::headers::{
+    self, NHSD_END_USER_ORGANISATION_ODS, NHSD_SESSION_URID, Outbound, X_CERTIFICATE_EXPIRY_WARNING, X_REQUEST_ID,
+};
+use crate::routing::{CompiledRoute, strip_port};
 use crate::runtime::{Runtime, Shared};
 use crate::trust::CertFailure;
 
@@ -107,6 +112,14 @@ struct RequestCtx {
     user_id: Option<UserId>,
     expiry_warning: Option<HeaderValue>,
     upstream_time: Option<Duration>,
+    /// How the user authenticated (for the audit record).
+    auth: Option<(AuthMethod, AssuranceLevel)>,
+    /// The selected role profile.
+    role: Option<RoleData>,
+    /// The organisation the request named.
+    requested_org: Option<String>,
+    /// Whether an allow decision was already audited.
+    audited: bool,
 }
 
 /// Handles one request on `conn`. Never fails: every refusal becomes a response.
@@ -122,9 +135,20 @@ pub async fn handle(conn: Arc<Conn>, request: Request<Incoming>) -> Result<Respo
         user_id: None,
         expiry_warning: None,
         upstream_time: None,
+        auth: None,
+        role: None,
+        requested_org: None,
+        audited: false,
     };
+    let path_and_query = request.uri().path_and_query().map(|p| p.as_str().to_owned());
 
     let outcome = process(&conn, &runtime, &mut ctx, request).await;
+    if let Err(reason) = outcome.as_ref()
+        && reason.is_access_decision()
+        && !ctx.audited
+    {
+        audit(&conn, &ctx, &method, path_and_query.as_deref(), Err(*reason));
+    }
     let (mut response, reason) = match outcome {
         Ok(response) => (response, None),
         Err(reason) => (error::respond(reason, &ctx.request_id), Some(reason)),
@@ -178,23 +202,58 @@ async fn process(
     if request.uri().path() == runtime.logout_path {
         return Ok(backchannel_logout(conn, request, now).await);
     }
-    // The route is found first because authentication needs its binding rule, but an
-    // unauthenticated request is refused before it can learn whether the route exists.
+    // The route and its rule are found first because authentication needs the route's binding
+    // rule (and a public rule needs none), but an unauthenticated request is refused before it
+    // can learn whether the route exists.
     let host = RequestHost::of(&request);
     let route = runtime.routes.find(host.as_str(), request.uri().path());
-    let principal = authenticate(conn, runtime, request.headers(), route.map(|r| r.token_binding), now).await?;
-    ctx.user_id = Some(principal.user_id);
-    ctx.expiry_warning = expiry_warning(&principal, now, runtime.expiry_warning);
+    let rule = route.and_then(|r| r.rule_for(request.method().as_str()));
+    let public = rule.is_some_and(|r| r.rule.public);
+    let mut principal = None;
+    if !public {
+        let p = authenticate(conn, runtime, request.headers(), route.map(|r| r.token_binding), now).await?;
+        ctx.user_id = Some(p.user_id);
+        ctx.auth = Some((p.method, p.assurance));
+        ctx.expiry_warning = expiry_warning(&p, now, runtime.expiry_warning);
+        principal = Some(p);
+    }
     let route = route.ok_or(Reason::NoRoute)?;
     ctx.route = Some(Arc::clone(&route.name));
+    let rule = rule.ok_or(Reason::ActivityNotPermitted)?;
+    let decision = match &principal {
+        Some(p) => authorize(conn, runtime, ctx, route, rule, p, &request).await?,
+        None => Decision::default(),
+    };
     let cluster = &runtime.clusters[route.upstream];
     ctx.upstream = Some(Arc::clone(&cluster.name));
+    audit(conn, ctx, request.method(), request.uri().path_and_query().map(|p| p.as_str()), Ok(()));
+    ctx.audited = true;
 
+    let chosen = decision.role();
+    let organisation = decision.organisation.as_deref();
+    let assertion = match (&runtime.assertion, &principal, route.identity_assertion) {
+        (Some(signer), Some(p), true) => {
+            let subject = assertion::Subject {
+                principal: p,
+                role: chosen,
+                organisation,
+                audience: &cluster.name,
+                request_id: ctx.request_id.to_str().unwrap_or(""),
+                certificate_sha256: conn.peer.as_ref().map(Peer::leaf_sha256),
+            };
+            metrics::counter!(m::IDENTITY_ASSERTIONS, "route" => route.name.to_string()).increment(1);
+            HeaderValue::from_str(&signer.sign(&subject, now.as_secs())).ok()
+        }
+        _ => None,
+    };
     let (parts, body) = request.into_parts();
     let client_host = parts.headers.get(header::HOST).cloned();
     let outbound = Outbound {
         request_id: &ctx.request_id,
-        principal: &principal,
+        principal: principal.as_ref(),
+        role: chosen,
+        organisation,
+        assertion,
         client_ip: conn.remote.ip(),
         host: host.as_str().map(strip_port),
         expiry_warning: ctx.expiry_warning.as_ref(),
@@ -232,6 +291,143 @@ async fn process(
             Err(reason)
         }
     }
+}
+
+/// What authorisation settled for the upstream: the user's roles, the selected one, and the
+/// organisation acted for.
+#[derive(Default)]
+struct Decision {
+    roles: Option<Arc<Roles>>,
+    selected: Option<usize>,
+    organisation: Option<String>,
+}
+
+impl Decision {
+    fn role(&self) -> Option<&authz::RoleProfile> {
+        self.roles.as_ref().zip(self.selected).map(|(roles, i)| &roles.profiles[i])
+    }
+}
+
+/// Judges an authenticated request against its route's rule: the organisation it names (where
+/// the rule scopes it), the user's roles, the selected role, then the rule.
+async fn authorize(
+    conn: &Conn,
+    runtime: &Runtime,
+    ctx: &mut RequestCtx,
+    route: &CompiledRoute,
+    rule: &authz::CompiledRule,
+    principal: &Principal,
+    request: &Request<Incoming>,
+) -> Result<Decision, Reason> {
+    // The organisation named matters only where the rule scopes it; elsewhere it is neither
+    // checked nor forwarded.
+    let requested_org = if rule.rule.organisation_scope { requested_organisation(route, request)? } else { None };
+    ctx.requested_org = requested_org.map(str::to_owned);
+    let roles = match roles_of(conn, runtime, principal).await {
+        Ok(roles) => roles,
+        // A rule that needs no role does not wait for the directory to recover.
+        Err(_) if !rule.rule.needs_role() => Arc::new(Roles::none()),
+        Err(reason) => return Err(reason),
+    };
+    let urid = request.headers().get(&NHSD_SESSION_URID).map(|v| v.to_str().map_err(|_| Reason::RoleNotHeld));
+    let token_selected = principal.token.as_ref().and_then(|t| t.claims.selected_role.as_deref());
+    let chosen = authz::select_role(&roles, urid.transpose()?, token_selected)?;
+    ctx.role = chosen.map(|r| r.data.clone());
+    rule.judge(&runtime.policy, principal, chosen, requested_org)?;
+    // Forwarded only once validated: the requested organisation when the rule checked it against
+    // the role, else the role's own.
+    let organisation = match (chosen, rule.rule.organisation_scope) {
+        (Some(r), true) => Some(requested_org.map_or_else(|| r.data.org.to_string(), str::to_ascii_uppercase)),
+        (Some(r), false) => Some(r.data.org.to_string()),
+        (None, _) => None,
+    };
+    let selected = chosen.and_then(|c| roles.profiles.iter().position(|p| std::ptr::eq(p, c)));
+    Ok(Decision { roles: Some(roles), selected, organisation })
+}
+
+/// The organisation a request names: in the route's organisation path segment and/or
+/// `NHSD-End-User-Organisation-ODS`. Two that disagree, or one that is not an ODS code, are an
+/// organisation mismatch.
+fn requested_organisation<'r>(
+    route: &CompiledRoute,
+    request: &'r Request<Incoming>,
+) -> Result<Option<&'r str>, Reason> {
+    let from_path = route.organisation_in(request.uri().path());
+    let from_header = match request.headers().get(&NHSD_END_USER_ORGANISATION_ODS) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| Reason::OrganisationMismatch)?),
+    };
+    let requested = match (from_path, from_header) {
+        (Some(p), Some(h)) if !p.eq_ignore_ascii_case(h) => return Err(Reason::OrganisationMismatch),
+        (p, h) => p.or(h),
+    };
+    match requested {
+        Some(org) if !spinegate_config::authz::well_formed_ods(org) => Err(Reason::OrganisationMismatch),
+        other => Ok(other),
+    }
+}
+
+/// The user's role profiles under the runtime's policy: from the token when one was used, else
+/// from the role directory.
+async fn roles_of(conn: &Conn, runtime: &Runtime, principal: &Principal) -> Result<Arc<Roles>, Reason> {
+    if let Some(token) = &principal.token {
+        let claims = &token.claims;
+        return Ok(token
+            .roles
+            .resolve_with(&runtime.policy, || claims.roles.iter().map(RoleData::from_claim).collect()));
+    }
+    let entry = conn.shared.directory.lookup(&principal.user_id).await.map_err(|e| {
+        tracing::warn!(user_id = %principal.user_id, error = %e, "role directory lookup failed");
+        Reason::RoleDirectoryUnavailable
+    })?;
+    Ok(entry.slot.resolve(&entry.roles, &runtime.policy))
+}
+
+/// Queues the audit record of a decision.
+fn audit(
+    conn: &Conn,
+    ctx: &RequestCtx,
+    method: &http::Method,
+    path_and_query: Option<&str>,
+    decision: Result<(), Reason>,
+) {
+    let (auth_method, authenticator) = match ctx.auth.map(|(m, _)| m) {
+        None => (None, None),
+        Some(AuthMethod::Smartcard) => (Some("smartcard"), Some("smartcard")),
+        Some(AuthMethod::Token { authenticator }) => (Some("token"), Some(authenticator.as_str())),
+    };
+    let role = ctx.role.as_ref();
+    let decision_allowed = decision.is_ok();
+    conn.shared.audit.record(AuditRecord {
+        time: audit_time(conn.shared.clock.now()),
+        request_id: ctx.request_id.to_str().unwrap_or("").to_owned(),
+        decision: if decision_allowed { "allow" } else { "deny" },
+        reason: decision.err().map_or("ok", Reason::code),
+        client: conn.remote.ip().to_string(),
+        method: method.as_str().to_owned(),
+        route: ctx.route.clone(),
+        user_id: ctx.user_id.map(|u| u.as_str().to_owned()),
+        auth_method,
+        authenticator,
+        assurance: ctx.auth.map(|(_, a)| a.as_str()),
+        role_profile: role.map(|r| Arc::clone(&r.id)),
+        role_code: role.map(|r| Arc::clone(&r.role_code)),
+        organisation: role.map(|r| Arc::clone(&r.org)),
+        requested_organisation: ctx.requested_org.clone(),
+        patient: path_and_query.and_then(crate::audit::patient_in),
+    });
+    let route = ctx.route.as_deref().unwrap_or("none").to_owned();
+    let reason = decision.err().map_or("ok", Reason::code);
+    metrics::counter!(m::AUTHZ_DECISIONS, "route" => route, "decision" => if decision_allowed { "allow" } else { "deny" }, "reason" => reason)
+        .increment(1);
+}
+
+fn audit_time(now: UnixTime) -> String {
+    let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
 }
 
 /// The request id: the client's `X-Request-ID` when it is a UUID, else a new v4 UUID.

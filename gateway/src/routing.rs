@@ -2,6 +2,8 @@
 
 use spinegate_config::Route;
 
+use crate::authz::{CompiledRule, Policy};
+
 /// A route ready to match.
 #[derive(Clone, Debug)]
 pub struct CompiledRoute {
@@ -13,6 +15,25 @@ pub struct CompiledRoute {
     pub upstream: usize,
     /// Whether tokens must be certificate-bound here.
     pub token_binding: spinegate_config::TokenBinding,
+    /// The 1-based path segment naming the organisation acted for.
+    pub organisation_segment: Option<std::num::NonZeroUsize>,
+    /// Whether the upstream gets a signed identity assertion.
+    pub identity_assertion: bool,
+    /// The rules, in file order.
+    pub rules: Vec<CompiledRule>,
+}
+
+impl CompiledRoute {
+    /// The first rule covering `method`; none means the request is refused.
+    pub fn rule_for(&self, method: &str) -> Option<&CompiledRule> {
+        self.rules.iter().find(|r| r.rule.methods.contains(method))
+    }
+
+    /// The organisation code in the configured path segment, if the path has it.
+    pub fn organisation_in<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let n = self.organisation_segment?.get();
+        path.split('?').next().unwrap_or(path).split('/').filter(|s| !s.is_empty()).nth(n - 1)
+    }
 }
 
 /// All routes, most specific first: host-specific before any-host, longer prefixes first.
@@ -22,8 +43,8 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Compiles configured routes.
-    pub fn new(routes: &[Route]) -> Self {
+    /// Compiles configured routes, their rules against `policy`.
+    pub fn new(routes: &[Route], policy: &Policy) -> Self {
         let mut routes: Vec<CompiledRoute> = routes
             .iter()
             .map(|r| CompiledRoute {
@@ -32,6 +53,9 @@ impl RouteTable {
                 prefix: r.path_prefix.clone(),
                 upstream: r.upstream,
                 token_binding: r.token_binding,
+                organisation_segment: r.organisation_segment,
+                identity_assertion: r.identity_assertion,
+                rules: r.rules.iter().map(|rule| CompiledRule::new(rule, policy)).collect(),
             })
             .collect();
         routes.sort_by(|a, b| b.host.is_some().cmp(&a.host.is_some()).then(b.prefix.len().cmp(&a.prefix.len())));
@@ -80,6 +104,22 @@ pub(crate) fn strip_port(host: &str) -> &str {
 mod tests {
     use super::*;
 
+    impl RouteTable {
+        fn new_for_test(routes: &[Route]) -> Self {
+            Self::new(routes, &policy())
+        }
+    }
+
+    #[test]
+    fn organisation_segment_is_read_from_the_path() {
+        let mut r = route("org", None, "/Organization", 0);
+        r.organisation_segment = std::num::NonZeroUsize::new(2);
+        let t = RouteTable::new(&[r], &policy());
+        let route = t.find(None, "/Organization/A81001/Patient").unwrap();
+        assert_eq!(route.organisation_in("/Organization/A81001/Patient?x=1"), Some("A81001"));
+        assert_eq!(route.organisation_in("/Organization"), None);
+    }
+
     fn route(name: &str, host: Option<&str>, prefix: &str, upstream: usize) -> Route {
         Route {
             name: name.into(),
@@ -87,11 +127,18 @@ mod tests {
             path_prefix: prefix.into(),
             upstream,
             token_binding: spinegate_config::TokenBinding::IfPresent,
+            organisation_segment: None,
+            identity_assertion: false,
+            rules: Vec::new(),
         }
     }
 
+    fn policy() -> Policy {
+        Policy::new(&spinegate_config::Authorization::default(), &[] as &[spinegate_config::Rule])
+    }
+
     fn table() -> RouteTable {
-        RouteTable::new(&[
+        RouteTable::new_for_test(&[
             route("root", None, "/", 0),
             route("patient", None, "/Patient", 1),
             route("patient-host", Some("spine.example"), "/Patient", 2),
@@ -110,7 +157,7 @@ mod tests {
 
     #[test]
     fn prefixes_match_whole_segments_only() {
-        let t = RouteTable::new(&[route("patient", None, "/Patient", 0)]);
+        let t = RouteTable::new_for_test(&[route("patient", None, "/Patient", 0)]);
         assert!(t.find(None, "/Patient").is_some());
         assert!(t.find(None, "/Patient/9000000009").is_some());
         assert!(t.find(None, "/PatientRecords").is_none());

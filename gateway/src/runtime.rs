@@ -48,6 +48,10 @@ pub struct Runtime {
     pub tls: Vec<Arc<ServerConfig>>,
     /// Path of the back-channel logout endpoint.
     pub logout_path: String,
+    /// Activity interning, baseline activities and organisation relations.
+    pub policy: Arc<crate::authz::Policy>,
+    /// The identity assertion signer, when configured.
+    pub assertion: Option<Arc<crate::assertion::AssertionSigner>>,
 }
 
 /// Gateway-wide services that outlive configuration reloads.
@@ -73,6 +77,10 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// Bearer token of the admin deny-list endpoint, when configured.
     pub admin_token: Option<Vec<u8>>,
+    /// Role profiles of smartcard users.
+    pub directory: Arc<crate::authz::directory::Directory>,
+    /// The audit log.
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 impl Runtime {
@@ -106,9 +114,17 @@ impl Runtime {
             tls_configs.push(tls::server_config(listener, verifier, resumption, provider, Arc::clone(clock))?);
             listeners.push(ListenerInfo { name, client_certificate: listener.client_certificate });
         }
+        let policy = crate::authz::Policy::new(&config.authorization, config.routes.iter().flat_map(|r| &r.rules));
+        let assertion = config
+            .identity_assertion
+            .as_ref()
+            .map(|a| crate::assertion::AssertionSigner::load(a).map(Arc::new))
+            .transpose()?;
         Ok(Self {
             trust,
-            routes: RouteTable::new(&config.routes),
+            routes: RouteTable::new(&config.routes, &policy),
+            policy: Arc::new(policy),
+            assertion,
             clusters,
             limits: config.limits.clone(),
             expiry_warning: config.client_auth.expiry_warning,
@@ -128,6 +144,7 @@ pub fn check_material(config: &Config) -> Result<Vec<String>, MaterialError> {
     crate::revocation::policies(config)?;
     admin_token(config)?;
     crate::auth::token::TokenVerifier::build(config, &provider)?;
+    crate::authz::directory::Directory::build(&config.role_directory, &provider)?;
     let revocation = Revocation::disabled();
     let resumption = config
         .listeners
@@ -136,7 +153,9 @@ pub fn check_material(config: &Config) -> Result<Vec<String>, MaterialError> {
         .collect::<Vec<_>>();
     let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
     let runtime = Runtime::build(config, &cache, &revocation, &provider, &resumption, &clock)?;
-    Ok(runtime.trust.anchor_warnings(clock.now()))
+    let mut warnings = runtime.trust.anchor_warnings(clock.now());
+    warnings.extend(spinegate_config::lint(config));
+    Ok(warnings)
 }
 
 /// The admin deny-list token, read from `admin_token_file` (surrounding whitespace trimmed).

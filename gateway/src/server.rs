@@ -57,6 +57,20 @@ pub enum StartError {
     /// TLS session ticket keys could not be made.
     #[error("cannot create TLS ticket keys: {0}")]
     Tickets(#[from] rustls::Error),
+    /// The audit log cannot be opened.
+    #[error("cannot open the audit log: {0}")]
+    Audit(std::io::Error),
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// A certificate, key or CA file is unusable.
+    #[error(transparent)]
+    Material(#[from] MaterialError),
+    /// Listeners are added, removed or renamed only by a restart.
+    #[error("the [[listener]] list differs from the running one; listeners change only on restart")]
+    Listeners,
 }
 
 /// A running gateway.
@@ -82,6 +96,14 @@ impl Gateway {
             tracing::warn!("{warning}");
         }
         let tokens = Arc::new(crate::auth::token::TokenVerifier::build(&config, &provider)?);
+        let directory = Arc::new(
+            crate::authz::directory::Directory::build(&config.role_directory, &provider)
+                .map_err(MaterialError::from)?,
+        );
+        let audit = Arc::new(crate::audit::Audit::start(&config.audit).map_err(StartError::Audit)?);
+        for warning in spinegate_config::lint(&config) {
+            tracing::warn!("{warning}");
+        }
         let shared = Arc::new(Shared {
             runtime: arc_swap::ArcSwap::from_pointee(runtime),
             cache,
@@ -93,6 +115,8 @@ impl Gateway {
             ready: false.into(),
             admin_token: crate::runtime::admin_token(&config)?,
             tokens,
+            directory,
+            audit,
         });
 
         let (stop, stopped) = watch::channel(false);
@@ -114,6 +138,7 @@ impl Gateway {
         let admin = admin_tcp.local_addr().map_err(|source| StartError::Bind { addr: config.admin.listen, source })?;
         tokio::spawn(crate::admin::serve(admin_tcp, Arc::clone(&shared), stopped.clone()));
         tokio::spawn(Arc::clone(&shared.revocation).run(stopped.clone()));
+        tokio::spawn(Arc::clone(&shared.directory).run(stopped.clone()));
         shared.ready.store(true, Ordering::Release);
         tracing::info!(listeners = ?bound, %admin, "spinegate is serving");
         Ok(Self { shared, listeners: bound, admin, stop, connections })
@@ -129,6 +154,33 @@ impl Gateway {
         self.admin
     }
 
+    /// Replaces what requests read from the configuration — routes and their rules, trust
+    /// anchors, server certificates, upstreams, limits, the identity assertion key — with what
+    /// `config` says. Requests in flight finish on the state they started with; new ones see the
+    /// new state at once. Listener and admin addresses, token issuers, revocation sources, the
+    /// role directory and the audit log keep their start-up settings. A `config` whose material
+    /// fails to load changes nothing.
+    pub fn reload(&self, config: &Config) -> Result<(), ReloadError> {
+        let s = &self.shared;
+        let listening: Vec<_> = s.runtime.load().listeners.iter().map(|l| l.name.to_string()).collect();
+        let asked: Vec<_> = config.listeners.iter().map(|l| l.name.clone()).collect();
+        if listening != asked {
+            return Err(ReloadError::Listeners);
+        }
+        let runtime = Runtime::build(config, &s.cache, &s.revocation, &s.provider, &s.resumption, &s.clock)?;
+        for warning in runtime.trust.anchor_warnings(s.clock.now()).into_iter().chain(spinegate_config::lint(config)) {
+            tracing::warn!("{warning}");
+        }
+        s.runtime.store(Arc::new(runtime));
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// The audit log (tests flush it before reading the file).
+    pub fn audit(&self) -> &crate::audit::Audit {
+        &self.shared.audit
+    }
+
     /// The verified-chain cache (for inspection by tests and benchmarks).
     pub fn chain_cache(&self) -> &Cache {
         &self.shared.cache
@@ -142,6 +194,8 @@ impl Gateway {
         if tokio::time::timeout(deadline, self.connections.wait()).await.is_err() {
             tracing::warn!(?deadline, "drain deadline passed with connections still open");
         }
+        let audit = Arc::clone(&self.shared.audit);
+        let _ = tokio::task::spawn_blocking(move || audit.flush(Duration::from_secs(5))).await;
     }
 }
 

@@ -131,6 +131,44 @@ async fn dev_world_serves_its_demo_users_as_the_manifest_describes() {
     let r = alice.send(bearer(manifest.user("alice").unwrap().token.as_ref().unwrap())).await.unwrap();
     assert_eq!(r.status, 200, "{:?}", r.body);
 
+    // Roles: erin's admin-clerk role lacks the viewing activities; frank holds two roles and
+    // must say which; every decision is in the audit log.
+    for name in ["alice", "erin", "frank", "grace"] {
+        assert!(!manifest.user(name).unwrap().role_profiles.is_empty(), "{name} has role profiles");
+    }
+    assert_eq!(manifest.user("frank").unwrap().role_profiles.len(), 2);
+    let mut erin = connect(&manifest, "erin").await.unwrap();
+    let r = erin.get("/Patient/9000000009").await.unwrap();
+    assert_eq!((r.status.as_u16(), r.json()["reason"].as_str()), (403, Some("activity_not_permitted")));
+    assert_eq!(erin.get("/metadata").await.unwrap().status, 200, "any authenticated user reads metadata");
+    let mut frank = connect(&manifest, "frank").await.unwrap();
+    let r = frank.get("/Patient/9000000009").await.unwrap();
+    assert_eq!((r.status.as_u16(), r.json()["reason"].as_str()), (403, Some("role_not_selected")));
+    let second = &manifest.user("frank").unwrap().role_profiles[1];
+    let r = frank
+        .send(
+            http::Request::get("/Patient/9000000009")
+                .header("NHSD-Session-URID", second.id.as_str())
+                .body(http_body_util::Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.received("nhsd-end-user-organisation-ods").as_deref(), Some(second.org.as_str()));
+    assert!(r.received("x-spinegate-identity-assertion").is_some());
+    let jwks = manifest.assertion_jwks_url.as_deref().unwrap().trim_start_matches("http://");
+    let (addr, path) = jwks.split_once('/').unwrap();
+    let (status, body) = support::plain_get(addr.parse().unwrap(), &format!("/{path}")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\"kty\":\"EC\""), "{body}");
+    assert!(world.gateway.audit().flush(Duration::from_secs(5)));
+    let audit = std::fs::read_to_string(manifest.audit_log.as_ref().unwrap()).unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("\"reason\":\"activity_not_permitted\"") && l.contains("555000000005")),
+        "{audit}"
+    );
+
     let (status, body) =
         support::plain_get(manifest.admin_url.trim_start_matches("http://").parse().unwrap(), "/readyz").await;
     assert_eq!((status, body.as_str()), (200, "ready\n"));

@@ -12,10 +12,9 @@
 //! `$SPINEGATE_TESTDATA/x509-limbo/limbo.json`, else from `../shared/testdata` beside the
 //! workspace; without it the test says so and checks nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
@@ -23,6 +22,7 @@ use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, UnixTime}
 use serde::Deserialize;
 use spinegate::trust::{TrustMaterial, TrustStore};
 use spinegate_config::{ClientAuth, EkuPolicy, IdentityRule, UserIdSource};
+use spinegate_devpki::corpus::{self, Exceptions, Tally};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use webpki::KeyUsage;
@@ -130,29 +130,6 @@ enum Got {
     Refused(String),
 }
 
-/// One `[[exception]]` of `limbo-exceptions.toml`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExceptionsFile {
-    exception: Vec<Exception>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Exception {
-    id: String,
-    reason: String,
-}
-
-#[derive(Default)]
-struct Tally {
-    pass: usize,
-    divergent: Vec<String>,
-    skipped: BTreeMap<&'static str, usize>,
-    failures: Vec<String>,
-    stale: Vec<String>,
-}
-
 impl Skip {
     fn label(self) -> &'static str {
         match self {
@@ -195,83 +172,40 @@ impl fmt::Display for Got {
 
 #[test]
 fn limbo_client_path_validation_cases_match_expectations() {
-    let path = corpus_path();
+    let path = corpus::dir("x509-limbo").join("limbo.json");
     let Ok(json) = std::fs::read_to_string(&path) else {
-        eprintln!("SKIPPED: corpus not found at {}; no x509-limbo case was checked", path.display());
+        corpus::announce_missing(&path, "x509-limbo case");
         return;
     };
     let limbo: Limbo = serde_json::from_str(&json).expect("limbo.json follows limbo-schema.json");
     assert_eq!(limbo.version, 1, "limbo schema version");
     assert!(!limbo.testcases.is_empty(), "{} holds no test cases", path.display());
-    let exceptions = exceptions();
+    let exceptions = Exceptions::parse("limbo-exceptions.toml", include_str!("limbo-exceptions.toml"));
     let sig_algs = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.all;
 
     let mut tally = Tally::default();
     let mut seen = BTreeSet::new();
     for case in &limbo.testcases {
         seen.insert(case.id.as_str());
-        let exception = exceptions.get(case.id.as_str());
+        let excepted = exceptions.contains(&case.id);
         match evaluate(case, sig_algs) {
-            Err(skip) => {
-                *tally.skipped.entry(skip.label()).or_default() += 1;
-                if exception.is_some() {
-                    tally.stale.push(format!("{}: listed, but skipped ({})", case.id, skip.label()));
-                }
+            Err(skip) => tally.skip(&case.id, skip.label(), excepted),
+            Ok(got) => {
+                let expected = case.expected_result;
+                tally.record(&case.id, format_args!("{expected:?}"), &got, Verdict::of(&got) == expected, excepted);
             }
-            Ok(got) => tally.record(case, &got, exception.is_some()),
         }
     }
-    for id in exceptions.keys().filter(|id| !seen.contains(id.as_str())) {
-        tally.stale.push(format!("{id}: listed, but not in the corpus"));
-    }
+    tally.stale_unless_seen(&exceptions, &seen, "not in the corpus");
     for rule in SERVER_NAME_FAILURES {
         let (IdMatch::Prefix(pattern) | IdMatch::Exact(pattern)) = rule;
         if !seen.iter().any(|id| rule.matches(id)) {
             tally.stale.push(format!("server-name skip rule {pattern:?} matches no case"));
         }
     }
-    tally.report();
-    assert!(
-        tally.failures.is_empty() && tally.stale.is_empty(),
-        "{} unexplained x509-limbo failures and {} stale exceptions (listed above)",
-        tally.failures.len(),
-        tally.stale.len()
-    );
-}
-
-impl Tally {
-    fn record(&mut self, case: &Testcase, got: &Got, excepted: bool) {
-        let expected = case.expected_result;
-        let agrees = Verdict::of(got) == expected;
-        match (agrees, excepted) {
-            (true, false) => self.pass += 1,
-            (true, true) => self.stale.push(format!("{}: listed, but now {got} as expected", case.id)),
-            (false, true) => self.divergent.push(format!("{}: expected {expected:?}, got {got}", case.id)),
-            (false, false) => self.failures.push(format!("{}: expected {expected:?}, got {got}", case.id)),
-        }
-    }
-
-    fn report(&self) {
-        for line in &self.divergent {
-            println!("expected divergence: {line}");
-        }
-        for line in &self.failures {
-            println!("FAIL {line}");
-        }
-        for line in &self.stale {
-            println!("STALE exception: {line}");
-        }
-        let skipped: usize = self.skipped.values().sum();
-        let by_reason: Vec<String> = self.skipped.iter().map(|(label, n)| format!("{label}: {n}")).collect();
-        println!(
-            "x509-limbo: {} pass, {} fail, {} expected-divergence (exceptions), {} skipped ({})",
-            self.pass,
-            self.failures.len(),
-            self.divergent.len(),
-            skipped,
-            by_reason.join(", ")
-        );
-    }
+    tally.print_findings();
+    println!("{}", tally.summary("x509-limbo"));
+    tally.assert_clean("x509-limbo failures");
 }
 
 /// Runs one case through a trust store built from its anchors, or says why it is skipped.
@@ -388,25 +322,4 @@ fn certificate(case: &Testcase, pem: &str) -> CertificateDer<'static> {
 
 fn certificates(case: &Testcase, pems: &[String]) -> Vec<CertificateDer<'static>> {
     pems.iter().map(|pem| certificate(case, pem)).collect()
-}
-
-fn corpus_path() -> PathBuf {
-    let testdata = match std::env::var_os("SPINEGATE_TESTDATA") {
-        Some(dir) => PathBuf::from(dir),
-        // The workspace root is this crate's parent; the corpora sit beside the workspace.
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("shared").join("testdata"),
-    };
-    testdata.join("x509-limbo").join("limbo.json")
-}
-
-/// The justified exceptions, by id. A malformed file, a blank reason or a repeated id fails the test.
-fn exceptions() -> BTreeMap<String, String> {
-    let mut by_id = BTreeMap::new();
-    let file: ExceptionsFile =
-        toml::from_str(include_str!("limbo-exceptions.toml")).unwrap_or_else(|e| panic!("limbo-exceptions.toml: {e}"));
-    for Exception { id, reason } in file.exception {
-        assert!(!reason.trim().is_empty(), "limbo-exceptions.toml: {id} has no reason");
-        assert!(by_id.insert(id.clone(), reason).is_none(), "limbo-exceptions.toml: {id} is listed twice");
-    }
-    by_id
 }

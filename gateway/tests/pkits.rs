@@ -9,7 +9,7 @@
 //! (`Valid…`/`Invalid…`, PKITS default settings) or be listed in `pkits-exceptions.toml` with the
 //! reason. Refusing a valid case for a feature the gateway deliberately lacks (indirect and
 //! reason-partitioned CRLs, CRL issuers other than the CA, a CA as end entity) is acceptable;
-//! accepting an invalid case never is, and each such exception is printed as fail-open.
+//! accepting an invalid case never is: it fails the test even when listed.
 //!
 //! Cases come from certval's manifest (`pkits/certval-manifest.json`) and, for the tests of these
 //! sections certval leaves out, from [`SUPPLEMENT`]; together they must cover every test of the
@@ -18,10 +18,10 @@
 //! is read from `$SPINEGATE_TESTDATA/pkits`, else from `../shared/testdata` beside the workspace;
 //! without it the test says so and checks nothing.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use serde::Deserialize;
 use spinegate::trust::{TrustMaterial, TrustStore};
 use spinegate_config::{ClientAuth, EkuPolicy, IdentityRule, RevocationDepth, RevocationPolicy, UserIdSource};
+use spinegate_devpki::corpus::{self, Exceptions, Tally};
 use spinegate_revocation::checker::NoObserver;
 use spinegate_revocation::fetch::{Fetch, FetchError, FetchRequest};
 use spinegate_revocation::issuer::Issuer;
@@ -149,29 +150,12 @@ enum Got {
 #[derive(Debug)]
 struct NoNetwork;
 
-/// One `[[exception]]` of `pkits-exceptions.toml`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExceptionsFile {
-    #[serde(default)]
-    exception: Vec<Exception>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Exception {
-    id: String,
-    reason: String,
-}
-
+/// The run's outcomes, and the ids of invalid cases accepted under an exception: excepted, the
+/// run passes, but each is still a bug and is named after the summary.
 #[derive(Default)]
-struct Tally {
-    pass: usize,
-    divergent: Vec<String>,
+struct Run {
+    tally: Tally,
     fail_open: Vec<String>,
-    skipped: BTreeMap<&'static str, usize>,
-    failures: Vec<String>,
-    stale: Vec<String>,
 }
 
 impl Skip {
@@ -201,15 +185,15 @@ impl Fetch for NoNetwork {
 
 #[tokio::test]
 async fn pkits_basic_crl_distribution_point_and_delta_crl_cases_match_verdicts() {
-    let dir = corpus_dir();
+    let dir = corpus::dir("pkits");
     let Ok(json) = std::fs::read_to_string(dir.join("certval-manifest.json")) else {
-        eprintln!("SKIPPED: corpus not found at {}; no PKITS case was checked", dir.display());
+        corpus::announce_missing(&dir, "PKITS case");
         return;
     };
     let manifest: Vec<ManifestEntry> = serde_json::from_str(&json).expect("certval-manifest.json is a list of entries");
-    let mut tally = Tally::default();
-    let cases = cases(&manifest, &mut tally);
-    let exceptions = exceptions();
+    let mut run = Run::default();
+    let cases = cases(&manifest, &mut run.tally);
+    let exceptions = Exceptions::parse("pkits-exceptions.toml", include_str!("pkits-exceptions.toml"));
     let crls = crl_files(&dir.join("crls"));
     let root = read(&dir.join("certs").join(ROOT_CERT));
     let sig_algs = rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.all;
@@ -220,18 +204,11 @@ async fn pkits_basic_crl_distribution_point_and_delta_crl_cases_match_verdicts()
     for case in &cases {
         seen.insert(case.id.as_str());
         let outcome = evaluate(&dir, case, &store, &root, &crls).await;
-        tally.record(case, &outcome, exceptions.contains_key(&case.id));
+        run.record(case, &outcome, exceptions.contains(&case.id));
     }
-    for id in exceptions.keys().filter(|id| !seen.contains(id.as_str())) {
-        tally.stale.push(format!("{id}: listed, but not a case of §4.4, §4.14 or §4.15"));
-    }
-    tally.report();
-    assert!(
-        tally.failures.is_empty() && tally.stale.is_empty(),
-        "{} unexplained PKITS failures and {} stale exceptions (listed above)",
-        tally.failures.len(),
-        tally.stale.len()
-    );
+    run.tally.stale_unless_seen(&exceptions, &seen, "not a case of §4.4, §4.14 or §4.15");
+    run.report();
+    run.tally.assert_clean("PKITS failures");
 }
 
 /// The cases of the three sections: the manifest's, then [`SUPPLEMENT`]; each PKITS test once,
@@ -254,7 +231,7 @@ fn cases(manifest: &[ManifestEntry], tally: &mut Tally) -> Vec<Case> {
             None
         };
         match skip {
-            Some(skip) => *tally.skipped.entry(skip.label()).or_default() += 1,
+            Some(skip) => tally.count_skipped(skip.label(), 1),
             None => cases.push(Case::new(&section, &entry.target, &entry.intermediate_cas)),
         }
     }
@@ -293,48 +270,33 @@ impl Case {
     }
 }
 
-impl Tally {
+impl Run {
+    /// Counts one case against its file-name verdict. An accepted invalid case fails whether or not
+    /// it is listed: an exception can excuse refusing, never admitting.
     fn record(&mut self, case: &Case, outcome: &Outcome, excepted: bool) {
         let accepted = matches!(outcome.got, Got::Accepted);
         let expected = if case.valid { "valid" } else { "invalid" };
         let line = format!("{} {}: expected {expected}, got {outcome}", case.id, case.target);
+        let tally = &mut self.tally;
         match (accepted == case.valid, excepted) {
-            (true, false) => self.pass += 1,
-            (true, true) => self.stale.push(format!("{}: listed, but now {expected} as PKITS says", case.id)),
-            (false, true) => {
-                if accepted {
-                    self.fail_open.push(case.id.clone());
-                }
-                self.divergent.push(line);
+            (true, false) => tally.pass += 1,
+            (true, true) => tally.stale.push(format!("{}: listed, but now {expected} as PKITS says", case.id)),
+            (false, true) if accepted => {
+                self.fail_open.push(case.id.clone());
+                tally.fail(format_args!("FAIL-OPEN (listed, but never excusable) {line}"));
             }
-            (false, false) if accepted => self.failures.push(format!("FAIL-OPEN {line}")),
-            (false, false) => self.failures.push(line),
+            (false, true) => tally.divergent.push(line),
+            (false, false) if accepted => tally.fail(format_args!("FAIL-OPEN {line}")),
+            (false, false) => tally.fail(line),
         }
     }
 
     fn report(&self) {
-        for line in &self.divergent {
-            println!("expected divergence: {line}");
-        }
-        for line in &self.failures {
-            println!("FAIL {line}");
-        }
-        for line in &self.stale {
-            println!("STALE exception: {line}");
-        }
-        let skipped: usize = self.skipped.values().sum();
-        let by_reason: Vec<String> = self.skipped.iter().map(|(label, n)| format!("{label}: {n}")).collect();
-        println!(
-            "PKITS: {} pass, {} fail, {} expected-divergence (exceptions), {} skipped ({})",
-            self.pass,
-            self.failures.len(),
-            self.divergent.len(),
-            skipped,
-            by_reason.join(", ")
-        );
+        self.tally.print_findings();
+        println!("{}", self.tally.summary("PKITS"));
         if !self.fail_open.is_empty() {
             println!(
-                "PKITS FAIL-OPEN: {} invalid case(s) accepted, excepted but still bugs: {}",
+                "PKITS FAIL-OPEN: {} invalid case(s) accepted despite being listed as exceptions: {}",
                 self.fail_open.len(),
                 self.fail_open.join(", ")
             );
@@ -462,26 +424,4 @@ fn client_auth() -> ClientAuth {
         revocation: RevocationPolicy::default(),
         issuers: Vec::new(),
     }
-}
-
-fn corpus_dir() -> PathBuf {
-    let testdata = match std::env::var_os("SPINEGATE_TESTDATA") {
-        Some(dir) => PathBuf::from(dir),
-        // The workspace root is this crate's parent; the corpora sit beside the workspace.
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("shared").join("testdata"),
-    };
-    testdata.join("pkits")
-}
-
-/// The justified exceptions, by PKITS id. A malformed file, a blank reason or a repeated id fails
-/// the test.
-fn exceptions() -> BTreeMap<String, String> {
-    let mut by_id = BTreeMap::new();
-    let file: ExceptionsFile =
-        toml::from_str(include_str!("pkits-exceptions.toml")).unwrap_or_else(|e| panic!("pkits-exceptions.toml: {e}"));
-    for Exception { id, reason } in file.exception {
-        assert!(!reason.trim().is_empty(), "pkits-exceptions.toml: {id} has no reason");
-        assert!(by_id.insert(id.clone(), reason).is_none(), "pkits-exceptions.toml: {id} is listed twice");
-    }
-    by_id
 }

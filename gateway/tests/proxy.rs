@@ -127,8 +127,9 @@ async fn host_specific_route_wins_for_its_host() {
     let gw = Gw::start(&pki, |s| {
         s.extra = format!(
             "[[upstream]]\nname = \"other\"\nendpoints = [\"http://{}\"]\n\
-             [[route]]\nname = \"spine-host\"\nhost = \"spine.example\"\npath_prefix = \"/Patient\"\nupstream = \"other\"\n",
-            other.addr()
+             [[route]]\nname = \"spine-host\"\nhost = \"spine.example\"\npath_prefix = \"/Patient\"\nupstream = \"other\"\n{}",
+            other.addr(),
+            support::ANY_AUTHENTICATED
         );
     })
     .await;
@@ -169,6 +170,9 @@ endpoints = ["http://{}"]
 name = "patient"
 path_prefix = "/Patient"
 upstream = "demo"
+[[route.rule]]
+methods = ["*"]
+organisation_scope = false
 "#,
         pki.path("server.pem"),
         pki.path("server.key"),

@@ -41,7 +41,6 @@ async fn client_sent_identity_headers_never_reach_the_upstream() {
     let mut client = Client::connect(gw.addr, client_config(&pki, Some(&alice), &[b"h2"])).await.unwrap();
     let request = Request::get("/Patient/9000000009")
         .header("NHSD-Identity-UUID", "999999999999")
-        .header("NHSD-Session-URID", "555254242106")
         .header("NHSD-End-User-Organisation-ODS", "X26")
         .header("X-Spinegate-Auth-Method", "token")
         .header("X-Spinegate-Assurance-Level", "AAL3")

@@ -360,7 +360,7 @@ async fn certificate_bound_token_is_accepted_only_with_that_certificate() {
 
 #[tokio::test]
 async fn route_requiring_binding_refuses_unbound_tokens() {
-    let route = "[[route]]\nname = \"bound-only\"\npath_prefix = \"/Patient\"\nupstream = \"demo\"\ntoken_binding = \"required\"\n";
+    let route = "[[route]]\nname = \"bound-only\"\npath_prefix = \"/Patient\"\nupstream = \"demo\"\ntoken_binding = \"required\"\n[[route.rule]]\nmethods = [\"*\"]\norganisation_scope = false\n";
     let w = World::start("", route).await;
     let card = w.pki.card("555000000021");
     let unbound = w.token(&w.claims("555000000021"));

@@ -15,13 +15,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::panic::{self, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
 use spinegate::auth::token::jose::{Alg, JwkError, KeySet, Limits, Unverified, decode};
+use spinegate_devpki::corpus::{self, Exceptions, Tally, guarded};
 
 /// The vector files run through the gateway, by the name their ids carry.
 const VECTOR_FILES: [&str; 2] = ["json_web_signature_test", "json_web_key_test"];
@@ -92,30 +92,14 @@ enum Got {
     Panicked(String),
 }
 
-/// One `[[exception]]` of `wycheproof-jose-exceptions.toml`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExceptionsFile {
-    #[serde(default)]
-    exception: Vec<Exception>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Exception {
-    id: String,
-    reason: String,
-}
-
+/// The run so far: outcomes, the ids of the vectors run, and the exceptions they are held to.
 #[derive(Default)]
-struct Tally {
-    pass: usize,
+struct Run {
+    exceptions: Exceptions,
+    tally: Tally,
     /// Agreeing refusals of invalid vectors, by the gateway's reason: which check did the work.
     refused_by: BTreeMap<&'static str, usize>,
-    divergent: Vec<String>,
-    skipped: BTreeMap<&'static str, usize>,
-    failures: Vec<String>,
-    stale: Vec<String>,
+    seen: BTreeSet<String>,
 }
 
 impl fmt::Display for Got {
@@ -130,64 +114,78 @@ impl fmt::Display for Got {
 
 #[test]
 fn wycheproof_jws_and_jwk_vectors_match_expectations() {
-    let dir = corpus_dir();
+    let dir = corpus::dir("wycheproof-jose");
     if !dir.is_dir() {
-        eprintln!("SKIPPED: corpus not found at {}; no Wycheproof JOSE vector was checked", dir.display());
+        corpus::announce_missing(&dir, "Wycheproof JOSE vector");
         return;
     }
-    let exceptions = exceptions();
-    let mut tally = Tally::default();
-    let mut seen = BTreeSet::new();
+    let exceptions =
+        Exceptions::parse("wycheproof-jose-exceptions.toml", include_str!("wycheproof-jose-exceptions.toml"));
+    let mut run = Run { exceptions, ..Run::default() };
     for file in VECTOR_FILES {
         let suite: Suite = read(&dir, file).unwrap_or_else(|| panic!("{file}.json is missing from {}", dir.display()));
         let total: usize = suite.test_groups.iter().map(|g| g.tests.len()).sum();
         assert_eq!(total, suite.number_of_tests, "{file}: numberOfTests");
         for group in &suite.test_groups {
-            run_group(file, group, &exceptions, &mut tally, &mut seen);
+            run.group(file, group);
         }
     }
     for file in RAW_FILES {
         match read::<RawSuite>(&dir, file) {
-            Some(raw) => {
-                *tally.skipped.entry(RAW_SKIP).or_default() +=
-                    raw.test_groups.iter().map(|g| g.tests.len()).sum::<usize>()
-            }
+            Some(raw) => run.tally.count_skipped(RAW_SKIP, raw.test_groups.iter().map(|g| g.tests.len()).sum()),
             None => println!("note: {file}.json not found; its vectors are not counted"),
         }
     }
-    for id in exceptions.keys().filter(|id| !seen.contains(id.as_str())) {
-        tally.stale.push(format!("{id}: listed, but not in the corpus"));
-    }
-    tally.report();
-    assert!(
-        tally.failures.is_empty() && tally.stale.is_empty(),
-        "{} unexplained Wycheproof JOSE failures and {} stale exceptions (listed above)",
-        tally.failures.len(),
-        tally.stale.len()
-    );
+    run.tally.stale_unless_seen(&run.exceptions, &run.seen, "not in the corpus");
+    run.report();
+    run.tally.assert_clean("Wycheproof JOSE failures");
 }
 
-/// Builds the group's key set once and runs its vectors against it.
-fn run_group(
-    file: &str,
-    group: &Group,
-    exceptions: &BTreeMap<String, String>,
-    tally: &mut Tally,
-    seen: &mut BTreeSet<String>,
-) {
-    let jwks = verification_keys(group);
-    symmetric_keys_stay_unusable(file, group, &jwks, tally);
-    let bytes = serde_json::to_vec(&jwks).expect("a serde_json::Value always serialises");
-    let keys = guarded(|| KeySet::parse(&bytes, &Alg::ALL));
-    for vector in &group.tests {
-        let id = format!("{file}:tcId {}", vector.tc_id);
-        let got = match &keys {
-            Err(message) => Got::Panicked(format!("KeySet::parse: {message}")),
-            Ok(keys) => guarded(|| evaluate(keys, &vector.jws)).unwrap_or_else(Got::Panicked),
-        };
-        let what = format!("{id} ({}/{})", group.comment, vector.comment);
-        tally.record(&what, vector.result, &got, exceptions.contains_key(&id));
-        seen.insert(id);
+impl Run {
+    /// Builds the group's key set once and runs its vectors against it.
+    fn group(&mut self, file: &str, group: &Group) {
+        let jwks = verification_keys(group);
+        symmetric_keys_stay_unusable(file, group, &jwks, &mut self.tally);
+        let bytes = serde_json::to_vec(&jwks).expect("a serde_json::Value always serialises");
+        let keys = guarded(|| KeySet::parse(&bytes, &Alg::ALL));
+        for vector in &group.tests {
+            let id = format!("{file}:tcId {}", vector.tc_id);
+            let got = match &keys {
+                Err(message) => Got::Panicked(format!("KeySet::parse: {message}")),
+                Ok(keys) => guarded(|| evaluate(keys, &vector.jws)).unwrap_or_else(Got::Panicked),
+            };
+            let what = format!("{id} ({}/{})", group.comment, vector.comment);
+            let excepted = self.exceptions.contains(&id);
+            self.record(&what, vector.result, &got, excepted);
+            self.seen.insert(id);
+        }
+    }
+
+    /// Counts one vector. A panic, and an invalid vector accepted (fail open), are failures
+    /// whatever the exceptions say; only a valid vector refused can be excused.
+    fn record(&mut self, what: &str, expected: Expected, got: &Got, excepted: bool) {
+        let tally = &mut self.tally;
+        match (expected, got) {
+            (_, Got::Panicked(_)) => tally.failures.push(format!("PANIC {what}: {got}")),
+            (Expected::Acceptable, _) => tally.skip(what, ACCEPTABLE_SKIP, excepted),
+            (Expected::Invalid, Got::Accepted) => {
+                let note = if excepted { "; an exception cannot excuse accepting it" } else { "" };
+                tally.failures.push(format!("FAIL-OPEN {what}: invalid vector accepted{note}"));
+            }
+            (Expected::Invalid, Got::Refused { label, .. }) => {
+                if !excepted {
+                    *self.refused_by.entry(label).or_default() += 1;
+                }
+                tally.record(what, "invalid", got, true, excepted);
+            }
+            (Expected::Valid, _) => tally.record(what, "valid", got, matches!(got, Got::Accepted), excepted),
+        }
+    }
+
+    fn report(&self) {
+        self.tally.print_findings();
+        println!("wycheproof-jose: invalid vectors refused by {}", corpus::counts(&self.refused_by));
+        println!("{}", self.tally.summary("wycheproof-jose"));
     }
 }
 
@@ -248,100 +246,9 @@ fn evaluate(keys: &Result<KeySet, JwkError>, jws: &str) -> Got {
     }
 }
 
-impl Tally {
-    fn record(&mut self, what: &str, expected: Expected, got: &Got, excepted: bool) {
-        match (expected, got) {
-            (_, Got::Panicked(_)) => self.failures.push(format!("PANIC {what}: {got}")),
-            (Expected::Acceptable, _) => {
-                *self.skipped.entry(ACCEPTABLE_SKIP).or_default() += 1;
-                if excepted {
-                    self.stale.push(format!("{what}: listed, but skipped ({ACCEPTABLE_SKIP})"));
-                }
-            }
-            (Expected::Invalid, Got::Accepted) => {
-                let note = if excepted { "; an exception cannot excuse accepting it" } else { "" };
-                self.failures.push(format!("FAIL-OPEN {what}: invalid vector accepted{note}"));
-            }
-            (Expected::Valid, Got::Accepted) | (Expected::Invalid, Got::Refused { .. }) if excepted => {
-                self.stale.push(format!("{what}: listed, but now {got} as expected"));
-            }
-            (Expected::Valid, Got::Accepted) => self.pass += 1,
-            (Expected::Invalid, Got::Refused { label, .. }) => {
-                self.pass += 1;
-                *self.refused_by.entry(label).or_default() += 1;
-            }
-            (Expected::Valid, Got::Refused { .. }) if excepted => {
-                self.divergent.push(format!("{what}: expected valid, got {got}"));
-            }
-            (Expected::Valid, Got::Refused { .. }) => {
-                self.failures.push(format!("FAIL {what}: expected valid, got {got}"))
-            }
-        }
-    }
-
-    fn report(&self) {
-        for line in &self.divergent {
-            println!("expected divergence: {line}");
-        }
-        for line in &self.failures {
-            println!("{line}");
-        }
-        for line in &self.stale {
-            println!("STALE exception: {line}");
-        }
-        let counts = |map: &BTreeMap<&str, usize>| {
-            let parts: Vec<String> = map.iter().map(|(label, n)| format!("{label}: {n}")).collect();
-            if parts.is_empty() { "none".to_owned() } else { parts.join(", ") }
-        };
-        println!("wycheproof-jose: invalid vectors refused by {}", counts(&self.refused_by));
-        println!(
-            "wycheproof-jose: {} pass, {} fail, {} expected-divergence (exceptions), {} skipped ({})",
-            self.pass,
-            self.failures.len(),
-            self.divergent.len(),
-            self.skipped.values().sum::<usize>(),
-            counts(&self.skipped)
-        );
-    }
-}
-
-/// Runs `f`, turning a panic into its message: a panic on a corpus input is a finding to report
-/// with the vector's id, not a reason to stop checking the others. Nothing `f` borrows is used
-/// again after a panic except to read it.
-fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".to_owned())
-    })
-}
-
 /// One corpus file, or `None` if it is absent. A file that is present but does not parse fails.
 fn read<T: DeserializeOwned>(dir: &Path, name: &str) -> Option<T> {
     let path = dir.join(format!("{name}.json"));
     let text = std::fs::read_to_string(&path).ok()?;
     Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-}
-
-fn corpus_dir() -> PathBuf {
-    let testdata = match std::env::var_os("SPINEGATE_TESTDATA") {
-        Some(dir) => PathBuf::from(dir),
-        // The workspace root is this crate's parent; the corpora sit beside the workspace.
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("shared").join("testdata"),
-    };
-    testdata.join("wycheproof-jose")
-}
-
-/// The justified exceptions, by id. A malformed file, a blank reason or a repeated id fails the test.
-fn exceptions() -> BTreeMap<String, String> {
-    let mut by_id = BTreeMap::new();
-    let file: ExceptionsFile = toml::from_str(include_str!("wycheproof-jose-exceptions.toml"))
-        .unwrap_or_else(|e| panic!("wycheproof-jose-exceptions.toml: {e}"));
-    for Exception { id, reason } in file.exception {
-        assert!(!reason.trim().is_empty(), "wycheproof-jose-exceptions.toml: {id} has no reason");
-        assert!(by_id.insert(id.clone(), reason).is_none(), "wycheproof-jose-exceptions.toml: {id} is listed twice");
-    }
-    by_id
 }

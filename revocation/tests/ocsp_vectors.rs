@@ -15,13 +15,13 @@
 //! beside the workspace; without it the test says so and checks nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use der::{Decode, Encode};
 use rustls_pki_types::UnixTime;
+use spinegate_devpki::corpus::{self, Exceptions, Tally};
 use spinegate_devpki::{Ca, KeyKind, LeafSpec};
 use spinegate_revocation::issuer::{Issuer, Subject};
 use spinegate_revocation::ocsp::{CertIdHash, OcspAnswer, OcspCertStatus, OcspError, OcspRequest, evaluate};
@@ -117,6 +117,26 @@ const RC_SYNTHETIC_TIME: OffsetDateTime = datetime!(2020-01-01 00:00 UTC);
 /// in the response (at most the CA's is), so no signer the CA authorised can be found.
 const NO_RESPONDER_CERT: &[(Who, Expect)] = &[(RC_SERIAL, Expect::Refused("unauthorised_responder"))];
 
+/// One of RustCrypto's synthetic responses: all are about [`RC_SERIAL`] of [`RC_CA`], dated
+/// [`RC_SYNTHETIC_TIME`], and refused for want of their responder's certificate
+/// ([`NO_RESPONDER_CERT`]); they differ in file and CertID hash.
+const fn rc_synthetic_response(file: &'static str, hash: CertIdHash) -> Vector {
+    Vector::Verified {
+        file,
+        issuer: RC_CA,
+        hash,
+        at: RC_SYNTHETIC_TIME,
+        checks: NO_RESPONDER_CERT,
+        expired: "unauthorised_responder",
+    }
+}
+
+/// One of RustCrypto's requests about [`RC_SERIAL`] of [`RC_CA`], which must decode and hold the
+/// CertID this crate builds with `hash`.
+const fn rc_request(file: &'static str, hash: CertIdHash) -> Vector {
+    Vector::Request { file, decodes: true, cert_id: Some((RC_CA, RC_SERIAL, hash)) }
+}
+
 const VECTORS: &[Vector] = &[
     // --- Error statuses and responses with nothing to read ---
     Vector::Bare { file: "rustcrypto-x509-ocsp/ocsp-try-later.der", label: "try_later" },
@@ -209,65 +229,16 @@ const VECTORS: &[Vector] = &[
         ],
         expired: "unauthorised_responder",
     },
-    Vector::Verified {
-        file: "rustcrypto-x509-ocsp/sha1-certid-ocsp-res.der",
-        issuer: RC_CA,
-        hash: CertIdHash::Sha1,
-        at: RC_SYNTHETIC_TIME,
-        checks: NO_RESPONDER_CERT,
-        expired: "unauthorised_responder",
-    },
-    Vector::Verified {
-        file: "rustcrypto-x509-ocsp/sha256-certid-ocsp-res.der",
-        issuer: RC_CA,
-        hash: CertIdHash::Sha256,
-        at: RC_SYNTHETIC_TIME,
-        checks: NO_RESPONDER_CERT,
-        expired: "unauthorised_responder",
-    },
-    Vector::Verified {
-        file: "rustcrypto-x509-ocsp/sha512-certid-ocsp-res.der",
-        issuer: RC_CA,
-        hash: CertIdHash::Sha256,
-        at: RC_SYNTHETIC_TIME,
-        checks: NO_RESPONDER_CERT,
-        expired: "unauthorised_responder",
-    },
-    Vector::Verified {
-        file: "rustcrypto-x509-ocsp/ocsp-multiple-exts-res.der",
-        issuer: RC_CA,
-        hash: CertIdHash::Sha1,
-        at: RC_SYNTHETIC_TIME,
-        checks: NO_RESPONDER_CERT,
-        expired: "unauthorised_responder",
-    },
-    Vector::Verified {
-        file: "rustcrypto-x509-ocsp/ocsp-multiple-responses-res.der",
-        issuer: RC_CA,
-        hash: CertIdHash::Sha1,
-        at: RC_SYNTHETIC_TIME,
-        checks: NO_RESPONDER_CERT,
-        expired: "unauthorised_responder",
-    },
+    rc_synthetic_response("rustcrypto-x509-ocsp/sha1-certid-ocsp-res.der", CertIdHash::Sha1),
+    rc_synthetic_response("rustcrypto-x509-ocsp/sha256-certid-ocsp-res.der", CertIdHash::Sha256),
+    rc_synthetic_response("rustcrypto-x509-ocsp/sha512-certid-ocsp-res.der", CertIdHash::Sha256),
+    rc_synthetic_response("rustcrypto-x509-ocsp/ocsp-multiple-exts-res.der", CertIdHash::Sha1),
+    rc_synthetic_response("rustcrypto-x509-ocsp/ocsp-multiple-responses-res.der", CertIdHash::Sha1),
     // Responder by key hash of the delegated responder, whose certificate is not included.
-    Vector::Verified {
-        file: "rustcrypto-x509-ocsp/ocsp-by-key-res.der",
-        issuer: RC_CA,
-        hash: CertIdHash::Sha1,
-        at: RC_SYNTHETIC_TIME,
-        checks: NO_RESPONDER_CERT,
-        expired: "unauthorised_responder",
-    },
+    rc_synthetic_response("rustcrypto-x509-ocsp/ocsp-by-key-res.der", CertIdHash::Sha1),
     // Signed by the delegated responder (openssl verifies it given that certificate out of band),
     // which the response does not carry.
-    Vector::Verified {
-        file: "rustcrypto-x509-ocsp/ocsp-dtm-no-chain-res.der",
-        issuer: RC_CA,
-        hash: CertIdHash::Sha1,
-        at: RC_SYNTHETIC_TIME,
-        checks: NO_RESPONDER_CERT,
-        expired: "unauthorised_responder",
-    },
+    rc_synthetic_response("rustcrypto-x509-ocsp/ocsp-dtm-no-chain-res.der", CertIdHash::Sha1),
     // --- Issuer not shipped: refused for an unrelated certificate ---
     Vector::Foreign { file: "pyca-cryptography/ocsp-army.deps.mil-resp.der", label: "unauthorised_responder" },
     Vector::Foreign { file: "pyca-cryptography/resp-delegate-unknown-cert.der", label: "unauthorised_responder" },
@@ -298,36 +269,12 @@ const VECTORS: &[Vector] = &[
             CertIdHash::Sha1,
         )),
     },
-    Vector::Request {
-        file: "rustcrypto-x509-ocsp/sha1-certid-ocsp-req.der",
-        decodes: true,
-        cert_id: Some((RC_CA, RC_SERIAL, CertIdHash::Sha1)),
-    },
-    Vector::Request {
-        file: "rustcrypto-x509-ocsp/sha256-certid-ocsp-req.der",
-        decodes: true,
-        cert_id: Some((RC_CA, RC_SERIAL, CertIdHash::Sha256)),
-    },
-    Vector::Request {
-        file: "rustcrypto-x509-ocsp/ocsp-multiple-exts-clean-req.der",
-        decodes: true,
-        cert_id: Some((RC_CA, RC_SERIAL, CertIdHash::Sha1)),
-    },
-    Vector::Request {
-        file: "rustcrypto-x509-ocsp/ocsp-multiple-requests-req.der",
-        decodes: true,
-        cert_id: Some((RC_CA, RC_SERIAL, CertIdHash::Sha1)),
-    },
-    Vector::Request {
-        file: "rustcrypto-x509-ocsp/ocsp-multiple-requests-nonce-req.der",
-        decodes: true,
-        cert_id: Some((RC_CA, RC_SERIAL, CertIdHash::Sha1)),
-    },
-    Vector::Request {
-        file: "rustcrypto-x509-ocsp/ocsp-signed-req.der",
-        decodes: true,
-        cert_id: Some((RC_CA, RC_SERIAL, CertIdHash::Sha1)),
-    },
+    rc_request("rustcrypto-x509-ocsp/sha1-certid-ocsp-req.der", CertIdHash::Sha1),
+    rc_request("rustcrypto-x509-ocsp/sha256-certid-ocsp-req.der", CertIdHash::Sha256),
+    rc_request("rustcrypto-x509-ocsp/ocsp-multiple-exts-clean-req.der", CertIdHash::Sha1),
+    rc_request("rustcrypto-x509-ocsp/ocsp-multiple-requests-req.der", CertIdHash::Sha1),
+    rc_request("rustcrypto-x509-ocsp/ocsp-multiple-requests-nonce-req.der", CertIdHash::Sha1),
+    rc_request("rustcrypto-x509-ocsp/ocsp-signed-req.der", CertIdHash::Sha1),
     // This crate builds SHA-1 and SHA-256 CertIDs only.
     Vector::Request { file: "rustcrypto-x509-ocsp/sha224-certid-ocsp-req.der", decodes: true, cert_id: None },
     Vector::Request { file: "rustcrypto-x509-ocsp/sha384-certid-ocsp-req.der", decodes: true, cert_id: None },
@@ -349,15 +296,13 @@ const VECTORS: &[Vector] = &[
 /// What a check came to, in the same terms as [`Expect`].
 type Got = Result<Expect, String>;
 
-/// Tallies checks by outcome and kind.
+/// The checks run so far: their outcomes, their count by kind, every check's id (each runs
+/// once), and the exceptions they are held to.
 #[derive(Default)]
-struct Tally {
-    pass: usize,
+struct Run {
+    exceptions: Exceptions,
+    tally: Tally,
     by_kind: BTreeMap<&'static str, usize>,
-    divergent: Vec<String>,
-    failures: Vec<String>,
-    stale: Vec<String>,
-    skipped: BTreeMap<&'static str, usize>,
     seen: BTreeSet<String>,
 }
 
@@ -371,43 +316,35 @@ static UNRELATED: LazyLock<Subject> = LazyLock::new(|| {
 
 #[test]
 fn ocsp_vectors_are_judged_refused_or_decoded_as_expected() {
-    let dir = corpus_dir();
+    let dir = corpus::dir("ocsp");
     if !dir.join("INDEX.md").is_file() {
-        eprintln!("SKIPPED: corpus not found at {}; no OCSP vector was checked", dir.display());
+        corpus::announce_missing(&dir, "OCSP vector");
         return;
     }
-    let exceptions = exceptions();
-    let mut tally = Tally::default();
-    account_for_files(&dir, &mut tally);
+    let exceptions = Exceptions::parse("ocsp-vectors-exceptions.toml", include_str!("ocsp-vectors-exceptions.toml"));
+    let mut run = Run { exceptions, ..Run::default() };
+    account_for_files(&dir, &mut run.tally);
     for vector in VECTORS {
         match vector {
             Vector::Bare { file, label } | Vector::Foreign { file, label } => {
                 let kind = if matches!(vector, Vector::Bare { .. }) { "bare" } else { "foreign" };
                 let got = judge(&read(&dir, file), &UNRELATED, UnixTime::now(), CertIdHash::Sha1);
-                tally.record(kind, format!("{file} (unrelated certificate)"), Expect::Refused(label), got, &exceptions);
+                run.record(kind, format!("{file} (unrelated certificate)"), Expect::Refused(label), got);
                 if kind == "foreign" {
-                    impostors(&dir, file, &mut tally, &exceptions);
+                    impostors(&dir, file, &mut run);
                 }
             }
             Vector::Verified { file, issuer, hash, at, checks, expired } => {
-                let at = unix(*at);
-                verified(&dir, file, issuer, *hash, at, checks, expired, &mut tally, &exceptions);
+                verified(&dir, file, issuer, *hash, unix(*at), checks, expired, &mut run);
             }
             Vector::Request { file, decodes, cert_id } => {
-                request(&dir, file, *decodes, cert_id.as_ref(), &mut tally, &exceptions);
+                request(&dir, file, *decodes, cert_id.as_ref(), &mut run);
             }
         }
     }
-    for id in exceptions.keys().filter(|id| !tally.seen.contains(*id)) {
-        tally.stale.push(format!("{id}: listed, but no such check"));
-    }
-    tally.report();
-    assert!(
-        tally.failures.is_empty() && tally.stale.is_empty(),
-        "{} unexplained OCSP vector outcomes and {} stale exceptions (listed above)",
-        tally.failures.len(),
-        tally.stale.len()
-    );
+    run.tally.stale_unless_seen(&run.exceptions, &run.seen, "no such check");
+    run.report();
+    run.tally.assert_clean("OCSP vector outcomes");
 }
 
 /// A response whose issuer ships: each listed certificate at `at`, a serial it does not list, and
@@ -421,8 +358,7 @@ fn verified(
     at: UnixTime,
     checks: &[(Who, Expect)],
     expired: &'static str,
-    tally: &mut Tally,
-    exceptions: &BTreeMap<String, String>,
+    run: &mut Run,
 ) {
     let response = read(dir, file);
     let issuer = issuer(dir, issuer_file);
@@ -433,7 +369,7 @@ fn verified(
         let answer = judged(&response, &subject, at, hash);
         believed |= matches!(answer, Ok(Ok(_)));
         let name = who.name();
-        tally.record("verified", format!("{file} for {name} at {}", at.as_secs()), *expect, got(&answer), exceptions);
+        run.record("verified", format!("{file} for {name} at {}", at.as_secs()), *expect, got(&answer));
         // At the wall clock: the same answer while it is fresh, a refusal once it is not.
         let later = match &answer {
             Ok(Ok(a)) if a.next_update.is_some_and(|n| now.as_secs() > n.saturating_add(SKEW.as_secs())) => {
@@ -447,24 +383,18 @@ fn verified(
             (Ok(Expect::Refused(_)), Expect::Refused(_)) if matches!(expect, Expect::Refused(_)) => Ok(later),
             (other, _) => other,
         };
-        tally.record("verified", format!("{file} for {name} now"), later, now_got, exceptions);
+        run.record("verified", format!("{file} for {name} now"), later, now_got);
     }
     if believed {
         let subject = subject(dir, &issuer, Who::Serial(UNLISTED_SERIAL));
         let got = got(&judged(&response, &subject, at, hash));
-        tally.record(
-            "verified",
-            format!("{file} for an unlisted serial"),
-            Expect::Refused("no_matching_response"),
-            got,
-            exceptions,
-        );
+        run.record("verified", format!("{file} for an unlisted serial"), Expect::Refused("no_matching_response"), got);
     }
 }
 
 /// A foreign response judged for CAs that carry its names (the responder's, and the issuer of
 /// each certificate it includes) with an unrelated key and its first serial: never believed.
-fn impostors(dir: &Path, file: &str, tally: &mut Tally, exceptions: &BTreeMap<String, String>) {
+fn impostors(dir: &Path, file: &str, run: &mut Run) {
     let response = read(dir, file);
     let Some((names, serial)) = names_and_serial(&response) else { return };
     let key = Ca::root("Impostor", KeyKind::EcdsaP256).expect("devpki makes a CA");
@@ -481,7 +411,7 @@ fn impostors(dir: &Path, file: &str, tally: &mut Tally, exceptions: &BTreeMap<St
             other => got(&other),
         };
         let id = format!("{file} (impostor CA named by the response, name {index})");
-        tally.record("impostor", id, Expect::Refused(SIGNER), got, exceptions);
+        run.record("impostor", id, Expect::Refused(SIGNER), got);
     }
 }
 
@@ -505,14 +435,7 @@ fn names_and_serial(response: &[u8]) -> Option<(Vec<Vec<u8>>, Serial)> {
 
 /// A request: decoded by x509-ocsp, and, where its issuer ships, holding the CertID this crate
 /// builds for that certificate.
-fn request(
-    dir: &Path,
-    file: &str,
-    decodes: bool,
-    cert_id: Option<&(&str, Who, CertIdHash)>,
-    tally: &mut Tally,
-    exceptions: &BTreeMap<String, String>,
-) {
+fn request(dir: &Path, file: &str, decodes: bool, cert_id: Option<&(&str, Who, CertIdHash)>, run: &mut Run) {
     let der = read(dir, file);
     let decoded = x509_ocsp::OcspRequest::from_der(&der);
     let expect = if decodes { Expect::Decoded } else { Expect::Refused("malformed") };
@@ -521,7 +444,7 @@ fn request(
         (Err(_), false) => Ok(Expect::Refused("malformed")),
         (Err(e), true) => Err(format!("x509-ocsp: {e}")),
     };
-    tally.record("request", format!("{file} decodes"), expect, got, exceptions);
+    run.record("request", format!("{file} decodes"), expect, got);
     let (Ok(theirs), Some((issuer_file, who, hash))) = (decoded, cert_id) else { return };
     let issuer = issuer(dir, issuer_file);
     let subject = subject(dir, &issuer, *who);
@@ -530,7 +453,7 @@ fn request(
     let ours = &ours.tbs_request.request_list[0].req_cert;
     let same = theirs.tbs_request.request_list.iter().any(|r| same_cert_id(&r.req_cert, ours));
     let got = if same { Ok(Expect::SameCertId) } else { Err(format!("no CertID equal to ours ({ours:?})")) };
-    tally.record("request", format!("{file} CertID for {}", who.name()), Expect::SameCertId, got, exceptions);
+    run.record("request", format!("{file} CertID for {}", who.name()), Expect::SameCertId, got);
 }
 
 /// CertIDs are equal when algorithm, both hashes and the serial are; the algorithm's NULL
@@ -555,14 +478,14 @@ fn account_for_files(dir: &Path, tally: &mut Tally) {
     found.remove("INDEX.md");
     for file in &found {
         if !listed.contains(file.as_str()) {
-            tally.failures.push(format!("{file}: in the corpus, but neither a vector nor supporting material"));
+            tally.fail(format_args!("{file}: in the corpus, but neither a vector nor supporting material"));
         }
     }
     for file in &listed {
         if !found.contains(*file) {
-            tally.failures.push(format!("{file}: listed, but not in the corpus"));
+            tally.fail(format_args!("{file}: listed, but not in the corpus"));
         } else if SUPPORTING.contains(file) {
-            *tally.skipped.entry("supporting material").or_default() += 1;
+            tally.count_skipped("supporting material", 1);
         }
     }
 }
@@ -602,53 +525,23 @@ impl Who {
     }
 }
 
-impl Tally {
-    fn record(
-        &mut self,
-        kind: &'static str,
-        id: String,
-        expect: Expect,
-        got: Got,
-        exceptions: &BTreeMap<String, String>,
-    ) {
+impl Run {
+    /// Counts check `id` of `kind`, which must come to `expect`.
+    fn record(&mut self, kind: &'static str, id: String, expect: Expect, got: Got) {
         assert!(self.seen.insert(id.clone()), "check {id} runs twice");
         *self.by_kind.entry(kind).or_default() += 1;
-        let excepted = exceptions.contains_key(&id);
+        let excepted = self.exceptions.contains(&id);
         let shown = match &got {
             Ok(e) => format!("{e:?}"),
             Err(why) => why.clone(),
         };
         let agrees = got.as_ref().ok() == Some(&expect);
-        match (agrees, excepted) {
-            (true, false) => self.pass += 1,
-            (true, true) => self.stale.push(format!("{id}: listed, but now {shown} as expected")),
-            (false, true) => self.divergent.push(format!("{id}: expected {expect:?}, got {shown}")),
-            (false, false) => self.failures.push(format!("{id}: expected {expect:?}, got {shown}")),
-        }
+        self.tally.record(&id, format_args!("{expect:?}"), shown, agrees, excepted);
     }
 
     fn report(&self) {
-        for line in &self.divergent {
-            println!("expected divergence: {line}");
-        }
-        for line in &self.failures {
-            println!("FAIL {line}");
-        }
-        for line in &self.stale {
-            println!("STALE exception: {line}");
-        }
-        let list = |map: &BTreeMap<&'static str, usize>| {
-            map.iter().map(|(label, n)| format!("{label}: {n}")).collect::<Vec<_>>().join(", ")
-        };
-        println!(
-            "OCSP vectors: {} pass, {} fail, {} expected-divergence (exceptions), {} skipped ({}); checks by kind: {}",
-            self.pass,
-            self.failures.len(),
-            self.divergent.len(),
-            self.skipped.values().sum::<usize>(),
-            list(&self.skipped),
-            list(&self.by_kind)
-        );
+        self.tally.print_findings();
+        println!("{}; checks by kind: {}", self.tally.summary("OCSP vectors"), corpus::counts(&self.by_kind));
     }
 }
 
@@ -660,14 +553,8 @@ fn judged(
     hash: CertIdHash,
 ) -> Result<Result<OcspAnswer, OcspError>, String> {
     let request = OcspRequest::new(subject, hash, false);
-    catch_unwind(AssertUnwindSafe(|| evaluate(response, &request, subject, now, SKEW))).map_err(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default();
-        format!("PANIC in evaluate: {message}")
-    })
+    corpus::guarded(|| evaluate(response, &request, subject, now, SKEW))
+        .map_err(|message| format!("PANIC in evaluate: {message}"))
 }
 
 fn judge(response: &[u8], subject: &Subject, now: UnixTime, hash: CertIdHash) -> Got {
@@ -713,42 +600,4 @@ fn unix(at: OffsetDateTime) -> UnixTime {
 
 fn read(dir: &Path, file: &str) -> Vec<u8> {
     std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
-}
-
-fn corpus_dir() -> PathBuf {
-    let testdata = match std::env::var_os("SPINEGATE_TESTDATA") {
-        Some(dir) => PathBuf::from(dir),
-        // The workspace root is this crate's parent; the corpora sit beside the workspace.
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("shared").join("testdata"),
-    };
-    testdata.join("ocsp")
-}
-
-/// The justified exceptions, by check id. The crate has no TOML parser among its dependencies, so
-/// the file keeps to a subset read here: comments, blank lines, `[[exception]]` tables with
-/// exactly `id` and `reason` as basic strings. Anything else, a blank reason or a repeated id
-/// fails the test.
-fn exceptions() -> BTreeMap<String, String> {
-    /// `ocsp-vectors-exceptions.toml`: `[[exception]]` tables of `id` and `reason`.
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct ExceptionsFile {
-        #[serde(default)]
-        exception: Vec<Exception>,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Exception {
-        id: String,
-        reason: String,
-    }
-    const FILE: &str = "ocsp-vectors-exceptions.toml";
-    let file: ExceptionsFile =
-        toml::from_str(include_str!("ocsp-vectors-exceptions.toml")).unwrap_or_else(|e| panic!("{FILE}: {e}"));
-    let mut by_id = BTreeMap::new();
-    for Exception { id, reason } in file.exception {
-        assert!(!reason.trim().is_empty(), "{FILE}: {id} has no reason");
-        assert!(by_id.insert(id.clone(), reason).is_none(), "{FILE}: {id} is listed twice");
-    }
-    by_id
 }

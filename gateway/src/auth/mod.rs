@@ -123,6 +123,15 @@ pub enum AssuranceLevel {
 }
 
 impl AssuranceLevel {
+    /// 1, 2 or 3.
+    pub fn number(self) -> u8 {
+        match self {
+            AssuranceLevel::Aal1 => 1,
+            AssuranceLevel::Aal2 => 2,
+            AssuranceLevel::Aal3 => 3,
+        }
+    }
+
     /// The `X-Spinegate-Assurance-Level` value.
     pub fn as_str(self) -> &'static str {
         match self {

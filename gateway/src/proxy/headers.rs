@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::Principal;
+use crate::authz::RoleProfile;
 
 /// `X-Request-ID`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -17,6 +18,14 @@ pub const NHSD_IDENTITY_UUID: HeaderName = HeaderName::from_static("nhsd-identit
 pub const NHSD_IDENTITY_IDP: HeaderName = HeaderName::from_static("nhsd-identity-idp");
 /// `X-Spinegate-Auth-Method`.
 pub const X_SPINEGATE_AUTH_METHOD: HeaderName = HeaderName::from_static("x-spinegate-auth-method");
+/// `NHSD-Session-URID`: the selected role profile, once validated.
+pub const NHSD_SESSION_URID: HeaderName = HeaderName::from_static("nhsd-session-urid");
+/// `NHSD-End-User-Organisation-ODS`: the organisation acted for, once validated.
+pub const NHSD_END_USER_ORGANISATION_ODS: HeaderName = HeaderName::from_static("nhsd-end-user-organisation-ods");
+/// `X-Spinegate-Role-Code`: the selected role's role code.
+pub const X_SPINEGATE_ROLE_CODE: HeaderName = HeaderName::from_static("x-spinegate-role-code");
+/// `X-Spinegate-Identity-Assertion`: the signed identity assertion, on routes that ask for it.
+pub const X_SPINEGATE_IDENTITY_ASSERTION: HeaderName = HeaderName::from_static("x-spinegate-identity-assertion");
 /// `X-Spinegate-Assurance-Level`.
 pub const X_SPINEGATE_ASSURANCE_LEVEL: HeaderName = HeaderName::from_static("x-spinegate-assurance-level");
 /// `X-Certificate-Expiry-Warning`, to the client and the upstream.
@@ -66,8 +75,14 @@ pub fn is_reserved(name: &HeaderName) -> bool {
 pub struct Outbound<'a> {
     /// The request id.
     pub request_id: &'a HeaderValue,
-    /// Who is asking.
-    pub principal: &'a Principal,
+    /// Who is asking; `None` on a public rule.
+    pub principal: Option<&'a Principal>,
+    /// The selected role profile.
+    pub role: Option<&'a RoleProfile>,
+    /// The organisation acted for (validated against the role).
+    pub organisation: Option<&'a str>,
+    /// The signed identity assertion.
+    pub assertion: Option<HeaderValue>,
     /// The client's address.
     pub client_ip: IpAddr,
     /// The Host the client asked for (without port), if any.
@@ -99,17 +114,34 @@ pub fn to_upstream(mut inbound: HeaderMap, out: &Outbound<'_>) -> HeaderMap {
     }
 
     headers.insert(X_REQUEST_ID, out.request_id.clone());
-    headers.insert(
-        NHSD_IDENTITY_UUID,
-        HeaderValue::from_str(out.principal.user_id.as_str()).expect("user ids are digits"),
-    );
-    if let Some(token) = &out.principal.token
-        && let Ok(issuer) = HeaderValue::from_str(&token.claims.issuer)
-    {
-        headers.insert(NHSD_IDENTITY_IDP, issuer);
+    if let Some(principal) = out.principal {
+        headers.insert(
+            NHSD_IDENTITY_UUID,
+            HeaderValue::from_str(principal.user_id.as_str()).expect("user ids are digits"),
+        );
+        if let Some(token) = &principal.token
+            && let Ok(issuer) = HeaderValue::from_str(&token.claims.issuer)
+        {
+            headers.insert(NHSD_IDENTITY_IDP, issuer);
+        }
+        headers.insert(X_SPINEGATE_AUTH_METHOD, HeaderValue::from_static(principal.method.as_str()));
+        headers.insert(X_SPINEGATE_ASSURANCE_LEVEL, HeaderValue::from_static(principal.assurance.as_str()));
     }
-    headers.insert(X_SPINEGATE_AUTH_METHOD, HeaderValue::from_static(out.principal.method.as_str()));
-    headers.insert(X_SPINEGATE_ASSURANCE_LEVEL, HeaderValue::from_static(out.principal.assurance.as_str()));
+    if let Some(role) = out.role {
+        // Role data comes from the token or the directory: forwarded only when header-safe.
+        if let Ok(v) = HeaderValue::from_str(&role.data.id) {
+            headers.insert(NHSD_SESSION_URID, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&role.data.role_code) {
+            headers.insert(X_SPINEGATE_ROLE_CODE, v);
+        }
+    }
+    if let Some(org) = out.organisation.and_then(|o| HeaderValue::from_str(o).ok()) {
+        headers.insert(NHSD_END_USER_ORGANISATION_ODS, org);
+    }
+    if let Some(assertion) = &out.assertion {
+        headers.insert(X_SPINEGATE_IDENTITY_ASSERTION, assertion.clone());
+    }
     if let Some(warning) = out.expiry_warning {
         headers.insert(X_CERTIFICATE_EXPIRY_WARNING, warning.clone());
     }
@@ -191,7 +223,10 @@ mod tests {
             inbound,
             &Outbound {
                 request_id: &id,
-                principal: &p,
+                principal: Some(&p),
+                role: None,
+                organisation: None,
+                assertion: None,
                 client_ip: "192.0.2.7".parse().unwrap(),
                 host: Some("spine.example"),
                 expiry_warning: None,

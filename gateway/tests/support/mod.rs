@@ -72,8 +72,14 @@ impl Pki {
     }
 }
 
+/// A route rule admitting any authenticated user, whatever their role (for tests about
+/// something other than authorisation).
+pub const ANY_AUTHENTICATED: &str = "[[route.rule]]\nmethods = [\"*\"]\norganisation_scope = false\n";
+
 /// What the generated gateway configuration says; tests adjust fields before starting.
 pub struct Settings {
+    /// The `[[route.rule]]` tables of the catch-all route `all`.
+    pub rules: String,
     pub client_certificate: &'static str,
     pub upstream_endpoints: Vec<String>,
     pub upstream_extra: String,
@@ -142,6 +148,7 @@ endpoints = [{endpoints}]
 name = "all"
 path_prefix = "/"
 upstream = "demo"
+{rules}
 
 {extra}
 "#,
@@ -155,6 +162,7 @@ upstream = "demo"
             limits = self.limits,
             upstream_extra = self.upstream_extra,
             extra = self.extra,
+            rules = self.rules,
         )
     }
 }
@@ -162,6 +170,7 @@ upstream = "demo"
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            rules: ANY_AUTHENTICATED.into(),
             client_certificate: "require",
             upstream_endpoints: Vec::new(),
             upstream_extra: String::new(),
@@ -183,6 +192,8 @@ pub struct Gw {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub clock: Arc<ManualClock>,
+    /// The configuration text it started from.
+    pub text: String,
 }
 
 impl Gw {
@@ -201,7 +212,13 @@ impl Gw {
         let gateway = Gateway::start(config, Options { clock: Arc::clone(&clock) as Arc<dyn Clock> }).await.unwrap();
         let addr = gateway.listener_addrs()[0];
         let admin = gateway.admin_addr();
-        Self { gateway, demo, addr, admin, clock }
+        Self { gateway, demo, addr, admin, clock, text }
+    }
+
+    /// Reloads the gateway from configuration text (relative paths against `pki`'s directory).
+    pub fn reload(&self, pki: &Pki, text: &str) {
+        let config = spinegate_config::parse(text, None, pki.dir.path()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        self.gateway.reload(&config).unwrap();
     }
 
     /// A counter or gauge value from `/metrics` (0 when absent). `series` is the exact text before

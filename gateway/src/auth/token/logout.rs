@@ -124,6 +124,9 @@ impl Logouts {
             return Err(LogoutError::Replay);
         }
         self.used_ids.insert(key, ());
+        // Tokens issued up to the logout are covered, by the later of the two clocks: the
+        // issuer's (its logout token's iat) and ours, so skew between them lets none through.
+        let now = now.max(request.issued_at);
         self.recorded.fetch_add(1, std::sync::atomic::Ordering::Release);
         if let Some(sid) = &request.session {
             self.sessions.insert((Arc::clone(issuer), sid.clone()), now);
@@ -170,5 +173,34 @@ mod tests {
         assert_eq!(run(&payload(r#","sid":"s1","nonce":"n""#)).unwrap_err(), LogoutError::Invalid("nonce"));
         let no_event = br#"{"iss":"https://ci.example","aud":"spinegate","iat":1000,"jti":"j1","sid":"s1"}"#;
         assert_eq!(run(no_event).unwrap_err(), LogoutError::Invalid("events"));
+    }
+
+    #[test]
+    fn a_logout_covers_tokens_issued_up_to_the_later_of_both_clocks() {
+        let rules = super::super::claims::Rules {
+            issuer: "https://ci.example".into(),
+            audiences: vec!["spinegate".into()],
+            skew: Duration::from_secs(60),
+            max_age: Duration::from_secs(3600),
+            required: Vec::new(),
+        };
+        let token = |iat: u64, sid: &str| {
+            let p = format!(
+                r#"{{"iss":"https://ci.example","aud":"spinegate","sub":"555000000001","sid":"{sid}","iat":{iat},"exp":{}}}"#,
+                iat + 600
+            );
+            super::super::claims::check(p.as_bytes(), &rules, iat).unwrap()
+        };
+        let issuer: Arc<str> = "ci".into();
+        let logouts = Logouts::new(Duration::from_secs(3600));
+        assert!(!logouts.covers(&issuer, &token(1000, "s1")), "nothing recorded yet");
+        // The issuer's clock runs ahead of ours: its logout token says 1005, ours says 1000.
+        let request =
+            LogoutRequest { session: Some("s1".into()), subject: None, token_id: "j1".into(), issued_at: 1005 };
+        logouts.record(&issuer, &request, 1000).unwrap();
+        assert!(logouts.covers(&issuer, &token(1003, "s1")), "issued before the issuer's logout");
+        assert!(!logouts.covers(&issuer, &token(1010, "s1")), "issued after it");
+        assert!(!logouts.covers(&issuer, &token(1003, "s2")), "another session");
+        assert_eq!(logouts.record(&issuer, &request, 1001), Err(LogoutError::Replay));
     }
 }

@@ -39,6 +39,8 @@ pub struct VerifiedToken {
     pub claims: Claims,
     /// The issuer's key-set generation the signature was checked under.
     key_generation: u64,
+    /// The token's role profiles resolved under the current policy (filled on first use).
+    pub roles: crate::authz::RoleSlot,
 }
 
 /// Why a token is refused.
@@ -250,7 +252,12 @@ impl TokenVerifier {
         if self.logouts.covers(&issuer.name, &claims) {
             return Err(TokenError::LoggedOut);
         }
-        Ok(VerifiedToken { issuer_name: Arc::clone(&issuer.name), claims, key_generation })
+        Ok(VerifiedToken {
+            issuer_name: Arc::clone(&issuer.name),
+            claims,
+            key_generation,
+            roles: crate::authz::RoleSlot::default(),
+        })
     }
 
     /// The token's payload, decoded (the size cap first).
