@@ -340,7 +340,7 @@ pub struct Authorization {
 }
 
 /// `[role_directory]`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum RoleDirectory {
     /// No directory: smartcard users hold no role profiles.
     #[default]
@@ -357,7 +357,7 @@ pub enum RoleDirectory {
 }
 
 /// `[role_directory.ldap]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ldap {
     /// Server URL.
     pub url: String,

@@ -48,16 +48,24 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     Ok(match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            if shared.ready.load(Ordering::Acquire) {
-                text(StatusCode::OK, "ready\n")
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-            }
+            let (ready, report) = readiness(&shared);
+            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let mut response = text(status, "");
+            *response.body_mut() = Full::new(Bytes::from(report));
+            response
         }
         "/metrics" => {
+            let _ = readiness(&shared);
             shared.cache.sync();
             metrics::gauge!(m::CHAIN_CACHE_ENTRIES).set(shared.cache.len() as f64);
-            crate::revocation::publish_gauges(&shared.revocation, shared.clock.now().as_secs());
+            let now = shared.clock.now().as_secs();
+            crate::revocation::publish_gauges(&shared.revocation, now);
+            for (issuer, age) in shared.tokens.key_ages(now) {
+                // An issuer whose keys were never fetched (no token seen yet) has no age.
+                if let Some(age) = age {
+                    metrics::gauge!(m::JWKS_AGE, "issuer" => issuer.to_string()).set(age as f64);
+                }
+            }
             let mut response = text(StatusCode::OK, "");
             *response.body_mut() = Full::new(Bytes::from(shared.metrics.render()));
             response.headers_mut().insert(
@@ -147,6 +155,45 @@ async fn deny_list(shared: &Shared, req: Request<Incoming>) -> Response<Full<Byt
         if method == Method::POST { "added" } else { "removed" }
     )));
     response
+}
+
+/// Whether the gateway should receive traffic, and a report saying why: started and not
+/// draining, at least one current trust anchor, no loaded CRL past its nextUpdate, no token
+/// issuer's keys past their maximum staleness. The last reload's failure, if any, is reported
+/// without making the gateway unready: the previous configuration is still serving.
+pub fn readiness(shared: &Shared) -> (bool, String) {
+    let now = shared.clock.now();
+    let mut problems = Vec::new();
+    if !shared.ready.load(Ordering::Acquire) {
+        problems.push("starting or draining".to_owned());
+    }
+    let runtime = shared.runtime.load();
+    if !runtime.trust.has_current_anchor(now) {
+        problems.push("no trust anchor is inside its validity period".to_owned());
+    }
+    for crl in shared.revocation.stats().crls {
+        if let Some(next) = crl.next_update
+            && next < now.as_secs()
+        {
+            problems.push(format!("CRL {} is past its nextUpdate by {} s", crl.source, now.as_secs() - next));
+        }
+    }
+    for issuer in shared.tokens.stale_issuers(now.as_secs()) {
+        problems.push(format!("token issuer {issuer}: signing keys are past their maximum staleness"));
+    }
+    let ready = problems.is_empty();
+    metrics::gauge!(m::READY).set(if ready { 1.0 } else { 0.0 });
+    let mut report = if ready { "ready\n".to_owned() } else { "not ready\n".to_owned() };
+    for p in &problems {
+        report.push_str(&format!("- {p}\n"));
+    }
+    let status = shared.reload_status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    if let Some((at, error)) = status.last_failure {
+        report.push_str(&format!(
+            "note: the last reload (at {at}) failed and the previous configuration serves: {error}\n"
+        ));
+    }
+    (ready, report)
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod peer;
 pub mod pipeline;
 pub mod proxy;
+pub mod reload;
 pub mod revocation;
 pub mod routing;
 pub mod runtime;
@@ -45,4 +46,5 @@ pub mod trust;
 pub mod weak_key;
 
 pub use error::Reason;
-pub use server::{Gateway, Options, ReloadError, StartError};
+pub use reload::ReloadError;
+pub use server::{Gateway, Options, StartError};

@@ -72,6 +72,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let parsed = spinegate_config::load(&config)?;
             init_tracing(&parsed.log.level, parsed.log.format);
             let gateway = Gateway::start(parsed, Options::default()).await?;
+            // SIGHUP, or a change to the file or the material it names, reloads.
+            gateway.watch(config);
             shutdown_signal().await;
             gateway.shutdown(Duration::from_secs(30)).await;
             Ok(())

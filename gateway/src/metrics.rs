@@ -6,83 +6,135 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Requests answered: `route`, `method`, `status`, `reason` (`ok` when proxied).
-pub const REQUESTS: &str = "spinegate_requests_total";
-/// Whole-request duration in seconds: `route`.
-pub const REQUEST_DURATION: &str = "spinegate_request_duration_seconds";
-/// Requests being handled now.
-pub const REQUESTS_IN_FLIGHT: &str = "spinegate_requests_in_flight";
-/// Upstream exchange duration to response headers: `upstream`.
-pub const UPSTREAM_DURATION: &str = "spinegate_upstream_duration_seconds";
-/// Upstream failures: `upstream`, `kind` (`unavailable`, `timeout`).
-pub const UPSTREAM_ERRORS: &str = "spinegate_upstream_errors_total";
-/// Open client connections: `listener`.
-pub const CONNECTIONS_OPEN: &str = "spinegate_connections_open";
-/// TLS handshakes: `listener`, `outcome` (`ok`, `failed`, `timeout`), `version`, `resumed`.
-pub const TLS_HANDSHAKES: &str = "spinegate_tls_handshakes_total";
-/// TLS handshake duration in seconds: `listener`.
-pub const TLS_HANDSHAKE_DURATION: &str = "spinegate_tls_handshake_duration_seconds";
-/// Client-certificate verifications: `result` (`ok` or a failure label such as `unknown_ca`).
-pub const CLIENT_CERT_VERIFICATIONS: &str = "spinegate_client_cert_verifications_total";
-/// Chain-cache lookups: `result` (`hit`, `miss_absent`, `miss_expired`, `miss_trust_changed`).
-pub const CHAIN_CACHE_LOOKUPS: &str = "spinegate_chain_cache_lookups_total";
-/// Chains in the cache.
-pub const CHAIN_CACHE_ENTRIES: &str = "spinegate_chain_cache_entries";
-/// Revocation fetches: `source` (`ocsp`, `crl`), `outcome` (`ok` or an error label).
-pub const REVOCATION_FETCHES: &str = "spinegate_revocation_fetches_total";
-/// Revocation fetch duration (OCSP responder latency, CRL download) in seconds: `source`.
-pub const REVOCATION_FETCH_DURATION: &str = "spinegate_revocation_fetch_duration_seconds";
-/// Revocation answers on the request path: `source` (`ocsp`, `crl`, `deny_list`, `none`),
-/// `status` (`good`, `revoked`, `unknown`, `not_checked`).
-pub const REVOCATION_ANSWERS: &str = "spinegate_revocation_answers_total";
-/// Good answers served stale under `serve_stale_for`: `source`.
-pub const REVOCATION_STALE_SERVES: &str = "spinegate_revocation_stale_serves_total";
-/// Certificates with a cached OCSP answer.
-pub const REVOCATION_OCSP_CACHE_ENTRIES: &str = "spinegate_revocation_ocsp_cache_entries";
-/// The revocation generation (advances whenever a certificate may have become refused).
-pub const REVOCATION_GENERATION: &str = "spinegate_revocation_generation";
-/// Entries of each loaded CRL: `source`, `kind` (`full`, `delta`).
-pub const CRL_ENTRIES: &str = "spinegate_crl_entries";
-/// Seconds since each loaded CRL's thisUpdate: `source`, `kind`.
-pub const CRL_AGE: &str = "spinegate_crl_age_seconds";
-/// Seconds until each loaded CRL's nextUpdate (negative when past): `source`, `kind`.
-pub const CRL_NEXT_UPDATE_IN: &str = "spinegate_crl_next_update_in_seconds";
-/// Emergency deny-list entries in force.
-pub const DENY_LIST_ENTRIES: &str = "spinegate_deny_list_entries";
-/// Bearer-token verifications: `issuer`, `result` (`ok` or a refusal label).
-pub const TOKEN_VERIFICATIONS: &str = "spinegate_token_verifications_total";
-/// Signing-key fetches: `issuer`, `outcome` (`ok`, `failed`).
-pub const JWKS_REFRESHES: &str = "spinegate_jwks_refreshes_total";
-/// Unknown-`kid` refetches skipped because one happened within the refetch interval: `issuer`.
-pub const JWKS_REFETCHES_SUPPRESSED: &str = "spinegate_jwks_refetches_suppressed_total";
-/// Seconds since each issuer's signing keys were fetched: `issuer`.
-pub const JWKS_AGE: &str = "spinegate_jwks_age_seconds";
-/// Back-channel logout requests: `result`.
-pub const BACKCHANNEL_LOGOUTS: &str = "spinegate_backchannel_logouts_total";
-/// Authorisation decisions: `route`, `decision` (`allow`/`deny`), `reason`.
-pub const AUTHZ_DECISIONS: &str = "spinegate_authz_decisions_total";
-/// Role directory lookups: `backend` (`file`/`ldap`), `result` (`hit`, `miss`, `error`).
-pub const DIRECTORY_LOOKUPS: &str = "spinegate_role_directory_lookups_total";
-/// Role directory lookup time on a miss: `backend`.
-pub const DIRECTORY_LOOKUP_DURATION: &str = "spinegate_role_directory_lookup_duration_seconds";
-/// Role directory file reloads: `result` (`ok`/`error`).
-pub const DIRECTORY_RELOADS: &str = "spinegate_role_directory_reloads_total";
-/// Users in the role directory file.
-pub const DIRECTORY_USERS: &str = "spinegate_role_directory_users";
-/// Audit records written.
-pub const AUDIT_RECORDS: &str = "spinegate_audit_records_total";
-/// Audit records dropped because the queue was full.
-pub const AUDIT_DROPPED: &str = "spinegate_audit_records_dropped_total";
-/// Audit write failures.
-pub const AUDIT_WRITE_ERRORS: &str = "spinegate_audit_write_errors_total";
-/// Identity assertions signed: `route`.
-pub const IDENTITY_ASSERTIONS: &str = "spinegate_identity_assertions_total";
-/// Build information: `version`.
-pub const BUILD_INFO: &str = "spinegate_build_info";
+/// Declares each metric name once, with its documentation, which is also its Prometheus HELP
+/// text (`describe`).
+macro_rules! metrics {
+    ($($(#[doc = $doc:expr])* $kind:ident $name:ident = $value:literal;)*) => {
+        $($(#[doc = $doc])* pub const $name: &str = $value;)*
+
+        /// HELP text for every metric (Prometheus shows it; `promtool check metrics` wants it).
+        fn describe() {
+            $(metrics!(@describe $kind $name concat!($($doc),*));)*
+        }
+    };
+    (@describe counter $name:ident $help:expr) => { metrics::describe_counter!($name, $help.trim()) };
+    (@describe gauge $name:ident $help:expr) => { metrics::describe_gauge!($name, $help.trim()) };
+    (@describe histogram $name:ident $help:expr) => { metrics::describe_histogram!($name, $help.trim()) };
+}
+
+metrics! {
+    /// Requests answered: `route`, `method`, `status`, `reason` (`ok` when proxied).
+    counter REQUESTS = "spinegate_requests_total";
+    /// Whole-request duration in seconds: `route`.
+    histogram REQUEST_DURATION = "spinegate_request_duration_seconds";
+    /// Requests being handled now.
+    gauge REQUESTS_IN_FLIGHT = "spinegate_requests_in_flight";
+    /// Upstream exchange duration to response headers: `upstream`.
+    histogram UPSTREAM_DURATION = "spinegate_upstream_duration_seconds";
+    /// Upstream failures: `upstream`, `kind` (`unavailable`, `timeout`).
+    counter UPSTREAM_ERRORS = "spinegate_upstream_errors_total";
+    /// Open client connections: `listener`.
+    gauge CONNECTIONS_OPEN = "spinegate_connections_open";
+    /// TLS handshakes: `listener`, `outcome` (`ok`, `failed`, `timeout`), `version`, `resumed`.
+    counter TLS_HANDSHAKES = "spinegate_tls_handshakes_total";
+    /// TLS handshake duration in seconds: `listener`.
+    histogram TLS_HANDSHAKE_DURATION = "spinegate_tls_handshake_duration_seconds";
+    /// Client-certificate verifications: `result` (`ok` or a failure label such as `unknown_ca`).
+    counter CLIENT_CERT_VERIFICATIONS = "spinegate_client_cert_verifications_total";
+    /// Chain-cache lookups: `result` (`hit`, `miss_absent`, `miss_expired`, `miss_trust_changed`).
+    counter CHAIN_CACHE_LOOKUPS = "spinegate_chain_cache_lookups_total";
+    /// Chains in the cache.
+    gauge CHAIN_CACHE_ENTRIES = "spinegate_chain_cache_entries";
+    /// Revocation fetches: `source` (`ocsp`, `crl`), `outcome` (`ok` or an error label).
+    counter REVOCATION_FETCHES = "spinegate_revocation_fetches_total";
+    /// Revocation fetch duration (OCSP responder latency, CRL download) in seconds: `source`.
+    histogram REVOCATION_FETCH_DURATION = "spinegate_revocation_fetch_duration_seconds";
+    /// Revocation answers on the request path: `source` (`ocsp`, `crl`, `deny_list`, `none`),
+    /// `status` (`good`, `revoked`, `unknown`, `not_checked`).
+    counter REVOCATION_ANSWERS = "spinegate_revocation_answers_total";
+    /// Good answers served stale under `serve_stale_for`: `source`.
+    counter REVOCATION_STALE_SERVES = "spinegate_revocation_stale_serves_total";
+    /// Certificates with a cached OCSP answer.
+    gauge REVOCATION_OCSP_CACHE_ENTRIES = "spinegate_revocation_ocsp_cache_entries";
+    /// The revocation generation (advances whenever a certificate may have become refused).
+    gauge REVOCATION_GENERATION = "spinegate_revocation_generation";
+    /// Entries of each loaded CRL: `source`, `kind` (`full`, `delta`).
+    gauge CRL_ENTRIES = "spinegate_crl_entries";
+    /// Seconds since each loaded CRL's thisUpdate: `source`, `kind`.
+    gauge CRL_AGE = "spinegate_crl_age_seconds";
+    /// Seconds until each loaded CRL's nextUpdate (negative when past): `source`, `kind`.
+    gauge CRL_NEXT_UPDATE_IN = "spinegate_crl_next_update_in_seconds";
+    /// Emergency deny-list entries in force.
+    gauge DENY_LIST_ENTRIES = "spinegate_deny_list_entries";
+    /// Bearer-token verifications: `issuer`, `result` (`ok` or a refusal label).
+    counter TOKEN_VERIFICATIONS = "spinegate_token_verifications_total";
+    /// Signing-key fetches: `issuer`, `outcome` (`ok`, `failed`).
+    counter JWKS_REFRESHES = "spinegate_jwks_refreshes_total";
+    /// Unknown-`kid` refetches skipped because one happened within the refetch interval: `issuer`.
+    counter JWKS_REFETCHES_SUPPRESSED = "spinegate_jwks_refetches_suppressed_total";
+    /// Seconds since each issuer's signing keys were fetched: `issuer`.
+    gauge JWKS_AGE = "spinegate_jwks_age_seconds";
+    /// Back-channel logout requests: `result`.
+    counter BACKCHANNEL_LOGOUTS = "spinegate_backchannel_logouts_total";
+    /// Authorisation decisions: `route`, `decision` (`allow`/`deny`), `reason`.
+    counter AUTHZ_DECISIONS = "spinegate_authz_decisions_total";
+    /// Role directory lookups: `backend` (`file`/`ldap`), `result` (`hit`; `absent` for a user the
+    /// file does not list; for LDAP `miss` when a search was made, `error`).
+    counter DIRECTORY_LOOKUPS = "spinegate_role_directory_lookups_total";
+    /// Role directory lookup time on a miss: `backend`.
+    histogram DIRECTORY_LOOKUP_DURATION = "spinegate_role_directory_lookup_duration_seconds";
+    /// Role directory file reloads: `result` (`ok`/`error`).
+    counter DIRECTORY_RELOADS = "spinegate_role_directory_reloads_total";
+    /// Users in the role directory file.
+    gauge DIRECTORY_USERS = "spinegate_role_directory_users";
+    /// Audit records written.
+    counter AUDIT_RECORDS = "spinegate_audit_records_total";
+    /// Audit records dropped because the queue was full.
+    counter AUDIT_DROPPED = "spinegate_audit_records_dropped_total";
+    /// Audit write failures.
+    counter AUDIT_WRITE_ERRORS = "spinegate_audit_write_errors_total";
+    /// Identity assertions signed: `route`.
+    counter IDENTITY_ASSERTIONS = "spinegate_identity_assertions_total";
+    /// Configuration reloads: `trigger` (`signal`, `file`, `api`), `result` (`ok`, `error`).
+    counter CONFIG_RELOADS = "spinegate_config_reloads_total";
+    /// When the configuration last loaded successfully (start or reload), Unix seconds.
+    gauge CONFIG_LAST_RELOAD_SUCCESS = "spinegate_config_last_reload_success_timestamp_seconds";
+    /// Whether the last reload attempt failed (1) — the previous configuration is still serving.
+    gauge CONFIG_LAST_RELOAD_FAILED = "spinegate_config_last_reload_failed";
+    /// Time left on each client certificate first seen (verified on a chain-cache miss), in seconds;
+    /// buckets at 7, 14, 30, 60, 90, 180, 365 and 730 days show who is inside the renewal window.
+    histogram CLIENT_CERT_REMAINING = "spinegate_client_certificate_remaining_seconds";
+    /// Whether the gateway is ready (1) or not (0): started, not draining, trust and CRLs fresh.
+    gauge READY = "spinegate_ready";
+    /// Build information: `version`.
+    gauge BUILD_INFO = "spinegate_build_info";
+}
 
 /// Histogram buckets for request-scale durations (seconds).
 const DURATION_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Buckets for certificate lifetimes left: 0, 7, 14, 30, 60, 90, 180, 365, 730 days.
+const REMAINING_BUCKETS: &[f64] =
+    &[0.0, 604_800.0, 1_209_600.0, 2_592_000.0, 5_184_000.0, 7_776_000.0, 15_552_000.0, 31_536_000.0, 63_072_000.0];
+
+/// Series that exist from the start, so dashboards and alerts see zero rather than no data for
+/// events that may not have happened yet.
+fn initialise() {
+    for trigger in ["signal", "file", "api"] {
+        for result in ["ok", "error"] {
+            metrics::counter!(CONFIG_RELOADS, "trigger" => trigger, "result" => result).increment(0);
+        }
+    }
+    metrics::counter!(AUDIT_RECORDS).increment(0);
+    metrics::counter!(AUDIT_DROPPED).increment(0);
+    metrics::counter!(AUDIT_WRITE_ERRORS).increment(0);
+    metrics::gauge!(REQUESTS_IN_FLIGHT).increment(0.0);
+    metrics::gauge!(CONFIG_LAST_RELOAD_FAILED).set(0.0);
+    for source in ["ocsp", "crl"] {
+        metrics::counter!(REVOCATION_STALE_SERVES, "source" => source).increment(0);
+    }
+}
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -94,12 +146,16 @@ pub fn install() -> PrometheusHandle {
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)
                 .expect("bucket list is non-empty")
+                .set_buckets_for_metric(Matcher::Full(CLIENT_CERT_REMAINING.into()), REMAINING_BUCKETS)
+                .expect("bucket list is non-empty")
                 .install_recorder()
                 .unwrap_or_else(|_| {
                     // Another recorder is already installed (an embedding program's): keep
                     // rendering our own view so /metrics still answers.
                     PrometheusBuilder::new().build_recorder().handle()
                 });
+            describe();
+            initialise();
             metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             handle
         })

@@ -57,9 +57,13 @@ fn resolve_fingerprinted(
         MissReason::TrustChanged => "miss_trust_changed",
     };
     metrics::counter!(m::CHAIN_CACHE_LOOKUPS, "result" => label).increment(1);
-    // Read the epoch before verifying: if anchors change meanwhile, the entry is not kept.
-    let epoch = cache.trust_epoch();
+    // The entry carries the epoch of the store that verified it: if that store has been replaced
+    // (anchors changed on reload), the cache does not keep it.
+    let epoch = trust.epoch();
     let identity = trust.verify(end_entity, intermediates, now)?;
+    // Each certificate is counted once per cache lifetime, not per connection: the histogram is
+    // of cards seen, for the renewal-window panel.
+    metrics::histogram!(m::CLIENT_CERT_REMAINING).record(identity.not_after.saturating_sub(now.as_secs()) as f64);
     let not_after = UnixTime::since_unix_epoch(std::time::Duration::from_secs(identity.not_after));
     Ok(cache.insert(*fingerprint, Entry::new(Arc::new(identity), not_after, epoch), now))
 }
@@ -161,7 +165,13 @@ impl Peer {
         now: UnixTime,
     ) -> Result<VerifiedEntry, PeerRefusal> {
         let entry = match self.current.load_full() {
-            Some(e) if e.trust_epoch() == cache.trust_epoch() && now < e.not_after() => e,
+            Some(e)
+                if e.trust_epoch() == trust.epoch()
+                    && e.trust_epoch() == cache.trust_epoch()
+                    && now < e.not_after() =>
+            {
+                e
+            }
             _ => {
                 let (leaf, rest) = self.chain.split_first().expect("a peer has at least one certificate");
                 let fresh = resolve_fingerprinted(trust, cache, &self.fingerprint, leaf, rest, now)

@@ -376,7 +376,8 @@ async fn roles_of(conn: &Conn, runtime: &Runtime, principal: &Principal) -> Resu
             .roles
             .resolve_with(&runtime.policy, || claims.roles.iter().map(RoleData::from_claim).collect()));
     }
-    let entry = conn.shared.directory.lookup(&principal.user_id).await.map_err(|e| {
+    let directory = conn.shared.directory.load_full();
+    let entry = directory.lookup(&principal.user_id).await.map_err(|e| {
         tracing::warn!(user_id = %principal.user_id, error = %e, "role directory lookup failed");
         Reason::RoleDirectoryUnavailable
     })?;

@@ -27,6 +27,8 @@ pub struct ListenerInfo {
     pub name: Arc<str>,
     /// Whether it requires a client certificate.
     pub client_certificate: ClientCertificatePolicy,
+    /// The address it was configured with.
+    pub listen: std::net::SocketAddr,
 }
 
 /// Everything derived from one configuration.
@@ -52,6 +54,9 @@ pub struct Runtime {
     pub policy: Arc<crate::authz::Policy>,
     /// The identity assertion signer, when configured.
     pub assertion: Option<Arc<crate::assertion::AssertionSigner>>,
+    /// SHA-256 over the client-authentication settings and the bytes of every CA file they
+    /// name: a reload that leaves it unchanged keeps the verified-chain cache.
+    pub trust_digest: [u8; 32],
 }
 
 /// Gateway-wide services that outlive configuration reloads.
@@ -77,8 +82,14 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// Bearer token of the admin deny-list endpoint, when configured.
     pub admin_token: Option<Vec<u8>>,
-    /// Role profiles of smartcard users.
-    pub directory: Arc<crate::authz::directory::Directory>,
+    /// Role profiles of smartcard users (replaced when a reload changes its settings).
+    pub directory: ArcSwap<crate::authz::directory::Directory>,
+    /// The settings the directory was built from.
+    pub directory_config: std::sync::Mutex<spinegate_config::RoleDirectory>,
+    /// The start-up-only settings the gateway runs with ([`crate::reload::restart_only`]).
+    pub restart_only: std::sync::Mutex<Vec<(&'static str, String)>>,
+    /// How the last reload went.
+    pub reload_status: std::sync::Mutex<crate::reload::ReloadStatus>,
     /// The audit log.
     pub audit: Arc<crate::audit::Audit>,
 }
@@ -112,7 +123,11 @@ impl Runtime {
                 Arc::clone(&name),
             ));
             tls_configs.push(tls::server_config(listener, verifier, resumption, provider, Arc::clone(clock))?);
-            listeners.push(ListenerInfo { name, client_certificate: listener.client_certificate });
+            listeners.push(ListenerInfo {
+                name,
+                client_certificate: listener.client_certificate,
+                listen: listener.listen,
+            });
         }
         let policy = crate::authz::Policy::new(&config.authorization, config.routes.iter().flat_map(|r| &r.rules));
         let assertion = config
@@ -125,6 +140,7 @@ impl Runtime {
             routes: RouteTable::new(&config.routes, &policy),
             policy: Arc::new(policy),
             assertion,
+            trust_digest: trust_digest(&config.client_auth)?,
             clusters,
             limits: config.limits.clone(),
             expiry_warning: config.client_auth.expiry_warning,
@@ -133,6 +149,24 @@ impl Runtime {
             logout_path: config.tokens.backchannel_logout_path.clone(),
         })
     }
+}
+
+/// SHA-256 over the client-authentication settings (their debug form: paths, rules, limits) and
+/// the bytes of every anchor, intermediate and issuer file.
+fn trust_digest(config: &spinegate_config::ClientAuth) -> Result<[u8; 32], MaterialError> {
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    digest.update(format!("{config:?}").as_bytes());
+    let files =
+        config.trust_anchors.iter().chain(&config.intermediates).chain(config.issuers.iter().map(|i| &i.certificate));
+    for path in files {
+        for der in crate::material::certificates(path)? {
+            digest.update(&(der.len() as u64).to_be_bytes());
+            digest.update(der.as_ref());
+        }
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.finish().as_ref());
+    Ok(out)
 }
 
 /// Loads and checks every file `config` names, as [`Runtime::build`] would, without binding.

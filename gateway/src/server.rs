@@ -23,6 +23,7 @@ use crate::material::MaterialError;
 use crate::metrics as m;
 use crate::peer::{Cache, Peer};
 use crate::pipeline::{self, Activity, Conn};
+use crate::reload::{ReloadError, Trigger};
 use crate::runtime::{Runtime, Shared};
 use crate::tls::{self, ResumptionState};
 
@@ -60,17 +61,6 @@ pub enum StartError {
     /// The audit log cannot be opened.
     #[error("cannot open the audit log: {0}")]
     Audit(std::io::Error),
-}
-
-/// Why a reload changed nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    /// A certificate, key or CA file is unusable.
-    #[error(transparent)]
-    Material(#[from] MaterialError),
-    /// Listeners are added, removed or renamed only by a restart.
-    #[error("the [[listener]] list differs from the running one; listeners change only on restart")]
-    Listeners,
 }
 
 /// A running gateway.
@@ -115,9 +105,13 @@ impl Gateway {
             ready: false.into(),
             admin_token: crate::runtime::admin_token(&config)?,
             tokens,
-            directory,
+            directory: arc_swap::ArcSwap::new(directory),
+            directory_config: std::sync::Mutex::new(config.role_directory.clone()),
+            restart_only: std::sync::Mutex::new(crate::reload::restart_only(&config)),
+            reload_status: std::sync::Mutex::default(),
             audit,
         });
+        crate::reload::loaded(&shared);
 
         let (stop, stopped) = watch::channel(false);
         let connections = TaskTracker::new();
@@ -138,7 +132,7 @@ impl Gateway {
         let admin = admin_tcp.local_addr().map_err(|source| StartError::Bind { addr: config.admin.listen, source })?;
         tokio::spawn(crate::admin::serve(admin_tcp, Arc::clone(&shared), stopped.clone()));
         tokio::spawn(Arc::clone(&shared.revocation).run(stopped.clone()));
-        tokio::spawn(Arc::clone(&shared.directory).run(stopped.clone()));
+        tokio::spawn(crate::authz::directory::keep_current(Arc::clone(&shared), stopped.clone()));
         shared.ready.store(true, Ordering::Release);
         tracing::info!(listeners = ?bound, %admin, "spinegate is serving");
         Ok(Self { shared, listeners: bound, admin, stop, connections })
@@ -154,26 +148,20 @@ impl Gateway {
         self.admin
     }
 
-    /// Replaces what requests read from the configuration — routes and their rules, trust
-    /// anchors, server certificates, upstreams, limits, the identity assertion key — with what
-    /// `config` says. Requests in flight finish on the state they started with; new ones see the
-    /// new state at once. Listener and admin addresses, token issuers, revocation sources, the
-    /// role directory and the audit log keep their start-up settings. A `config` whose material
-    /// fails to load changes nothing.
-    pub fn reload(&self, config: &Config) -> Result<(), ReloadError> {
-        let s = &self.shared;
-        let listening: Vec<_> = s.runtime.load().listeners.iter().map(|l| l.name.to_string()).collect();
-        let asked: Vec<_> = config.listeners.iter().map(|l| l.name.clone()).collect();
-        if listening != asked {
-            return Err(ReloadError::Listeners);
-        }
-        let runtime = Runtime::build(config, &s.cache, &s.revocation, &s.provider, &s.resumption, &s.clock)?;
-        for warning in runtime.trust.anchor_warnings(s.clock.now()).into_iter().chain(spinegate_config::lint(config)) {
-            tracing::warn!("{warning}");
-        }
-        s.runtime.store(Arc::new(runtime));
-        tracing::info!("configuration reloaded");
-        Ok(())
+    /// Applies `config` as a reload: see [`crate::reload`]. Requests in flight finish on the state
+    /// they started with; a `config` that fails to load changes nothing.
+    pub async fn reload(&self, config: &Config) -> Result<(), ReloadError> {
+        crate::reload::reload(&self.shared, config, Trigger::Api).await
+    }
+
+    /// Reads the configuration file at `path` and applies it as a reload.
+    pub async fn reload_from(&self, path: &std::path::Path) -> Result<(), ReloadError> {
+        crate::reload::reload_from(&self.shared, path, Trigger::Api).await
+    }
+
+    /// Reloads from `path` on SIGHUP and when it, or a file it names, changes, until shutdown.
+    pub fn watch(&self, path: std::path::PathBuf) {
+        tokio::spawn(crate::reload::watch(Arc::clone(&self.shared), path, self.stop.subscribe()));
     }
 
     /// The audit log (tests flush it before reading the file).

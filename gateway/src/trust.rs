@@ -163,6 +163,9 @@ pub struct TrustStore {
     root_hints: Vec<DistinguishedName>,
     sig_algs: &'static [&'static dyn SignatureVerificationAlgorithm],
     anchor_facts: Vec<AnchorFacts>,
+    /// The chain-cache trust epoch entries verified by this store carry (set when the store is
+    /// put in service; see `reload`).
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 /// What is worth warning about in a trust anchor. webpki uses only an anchor's subject, key and
@@ -318,7 +321,19 @@ impl TrustStore {
             root_hints,
             sig_algs,
             anchor_facts,
+            epoch: std::sync::atomic::AtomicU64::new(1),
         })
+    }
+
+    /// The chain-cache trust epoch this store verifies under (a new cache starts at 1).
+    pub fn epoch(&self) -> spinegate_cert_cache::TrustEpoch {
+        spinegate_cert_cache::TrustEpoch(self.epoch.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Puts the store in service under `epoch`: entries it verifies carry it, so entries of a
+    /// store that was replaced never count as current.
+    pub fn set_epoch(&self, epoch: spinegate_cert_cache::TrustEpoch) {
+        self.epoch.store(epoch.0, std::sync::atomic::Ordering::Release);
     }
 
     /// Problems with the trust anchors at `now` that do not stop them anchoring paths: expired or
@@ -341,6 +356,13 @@ impl TrustStore {
             out.push("no trust anchors: every client certificate will be refused".to_owned());
         }
         out
+    }
+
+    /// Whether at least one trust anchor is inside its validity period at `now` (an empty store
+    /// has none): without one, path validation has nothing current to build to.
+    pub fn has_current_anchor(&self, now: UnixTime) -> bool {
+        let now = now.as_secs();
+        self.anchor_facts.iter().any(|a| a.not_before <= now && now <= a.not_after)
     }
 
     /// Distinguished names sent in the CertificateRequest so clients pick a matching card.

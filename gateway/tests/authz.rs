@@ -16,34 +16,15 @@ use serde_json::Value;
 use spinegate::auth::token::jose::{Alg, KeySet, Limits, decode};
 use spinegate_devpki::Issued;
 use spinegate_devpki::token::{KeyEndpoint, RoleSpec, TokenIssuer};
-use support::{Client, Gw, Pki, Resp, client_config, within};
+use support::{ALICE, AUDIENCE, CLINICIAN_AND_CLERK_ROLES, Client, ERIN, Gw, ISSUER, Pki, Resp, client_config, within};
 
-const ISSUER: &str = "https://ci.test/realms/Healthcare";
-const AUDIENCE: &str = "spinegate-test";
-
-const ALICE: &str = "555000000001";
-const ERIN: &str = "555000000005";
 const FRANK: &str = "555000000006";
 const GRACE: &str = "555000000007";
 
 /// alice: a clinician at RX1; erin: an admin clerk at RX1; frank: clinician at RX1 and RX2.
-const ROLES: &str = r#"
-[[user]]
-id = "555000000001"
-[[user.role]]
-id = "555254242101"
-org = "RX1"
-role_code = "S8000:G8000:R8000"
-activities = ["B0360"]
-
-[[user]]
-id = "555000000005"
-[[user.role]]
-id = "555254242105"
-org = "RX1"
-role_code = "S8001:G8005:R8008"
-activities = ["B0572"]
-
+fn roles() -> String {
+    format!(
+        r#"{CLINICIAN_AND_CLERK_ROLES}
 [[user]]
 id = "555000000006"
 [[user.role]]
@@ -56,7 +37,9 @@ id = "555254242107"
 org = "RX2"
 role_code = "S8000:G8000:R8000"
 activities = ["B0360", "B0825"]
-"#;
+"#
+    )
+}
 
 fn routes() -> String {
     r#"
@@ -139,7 +122,7 @@ struct World {
 impl World {
     async fn start() -> Self {
         let pki = Pki::new();
-        let roles = pki.write("roles.toml", ROLES);
+        let roles = pki.write("roles.toml", &roles());
         let audit = pki.path("audit.jsonl");
         let assertion_key = pki.write(
             "assertion.pem",
@@ -440,8 +423,8 @@ async fn a_user_moves_organisation_without_a_restart_or_a_new_certificate() {
     allowed(&get(&[("NHSD-End-User-Organisation-ODS", "RX1")]).await);
 
     // The Registration Authority moves alice from RX1 to RX2 with a new role profile.
-    let moved = ROLES.replacen("id = \"555254242101\"\norg = \"RX1\"", "id = \"555254242201\"\norg = \"RX2\"", 1);
-    assert_ne!(moved, ROLES);
+    let moved = roles().replacen("id = \"555254242101\"\norg = \"RX1\"", "id = \"555254242201\"\norg = \"RX2\"", 1);
+    assert_ne!(moved, roles());
     std::fs::write(&w.roles, moved).unwrap();
     let mut reloaded = false;
     for _ in 0..100 {
@@ -489,7 +472,7 @@ async fn a_policy_reload_under_continuous_load_loses_no_request() {
         } else {
             w.gw.text.clone()
         };
-        w.gw.reload(&w.pki, &text);
+        w.gw.reload(&w.pki, &text).await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -98,11 +98,25 @@ impl Directory {
             Directory::Ldap(ldap) => ldap.lookup(user).await,
         }
     }
+}
 
-    /// Keeps the backend current until `stopped`: polls the file for changes.
-    pub async fn run(self: Arc<Self>, stopped: watch::Receiver<bool>) {
-        if let Directory::File(file) = &*self {
-            Arc::clone(file).run(stopped).await;
+/// Keeps the gateway's current role directory current until `stopped`: polls a file directory for
+/// changes (whichever directory a reload has put in place).
+pub async fn keep_current(shared: Arc<crate::runtime::Shared>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        let poll = match &**shared.directory.load() {
+            Directory::File(file) => {
+                let file = Arc::clone(file);
+                let poll = file.poll;
+                // File reads and parsing stay off the request threads.
+                let _ = tokio::task::spawn_blocking(move || file.reload_if_changed()).await;
+                poll
+            }
+            Directory::None | Directory::Ldap(_) => Duration::from_secs(1),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = stopped.changed() => return,
         }
     }
 }
@@ -159,6 +173,8 @@ pub struct FileDirectory {
     /// The lookup counter, registered at first use (after the recorder is installed): looking it
     /// up per call would cost more than the lookup.
     hits: std::sync::OnceLock<metrics::Counter>,
+    /// Lookups of users the file does not list.
+    absent: std::sync::OnceLock<metrics::Counter>,
 }
 
 impl FileDirectory {
@@ -173,14 +189,21 @@ impl FileDirectory {
             users: ArcSwap::from_pointee(users),
             stamp: std::sync::Mutex::new(stamp),
             hits: std::sync::OnceLock::new(),
+            absent: std::sync::OnceLock::new(),
         })
     }
 
     fn lookup(&self, user: &UserId) -> Arc<DirectoryEntry> {
         let users = self.users.load();
-        let entry = users.get(user).map_or_else(|| Arc::clone(&NOBODY), Arc::clone);
-        self.hits
-            .get_or_init(|| metrics::counter!(m::DIRECTORY_LOOKUPS, "backend" => "file", "result" => "hit"))
+        let (entry, counter) = match users.get(user) {
+            Some(entry) => (Arc::clone(entry), &self.hits),
+            None => (Arc::clone(&NOBODY), &self.absent),
+        };
+        counter
+            .get_or_init(|| {
+                let result = if Arc::ptr_eq(&entry, &NOBODY) { "absent" } else { "hit" };
+                metrics::counter!(m::DIRECTORY_LOOKUPS, "backend" => "file", "result" => result)
+            })
             .increment(1);
         entry
     }
@@ -207,21 +230,6 @@ impl FileDirectory {
                 tracing::error!(error = %e, "role directory not reloaded; the last good contents stay in use");
                 metrics::counter!(m::DIRECTORY_RELOADS, "result" => "error").increment(1);
                 false
-            }
-        }
-    }
-
-    async fn run(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(self.poll);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    let this = Arc::clone(&self);
-                    // File reads and parsing stay off the request threads' hot path.
-                    let _ = tokio::task::spawn_blocking(move || this.reload_if_changed()).await;
-                }
-                _ = stopped.changed() => return,
             }
         }
     }

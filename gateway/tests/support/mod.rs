@@ -95,7 +95,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    fn text(&self, pki: &Pki, demo: SocketAddr) -> String {
+    pub fn text(&self, pki: &Pki, demo: SocketAddr) -> String {
         let endpoints = if self.upstream_endpoints.is_empty() {
             format!("\"http://{demo}\"")
         } else {
@@ -216,9 +216,9 @@ impl Gw {
     }
 
     /// Reloads the gateway from configuration text (relative paths against `pki`'s directory).
-    pub fn reload(&self, pki: &Pki, text: &str) {
+    pub async fn reload(&self, pki: &Pki, text: &str) {
         let config = spinegate_config::parse(text, None, pki.dir.path()).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        self.gateway.reload(&config).unwrap();
+        self.gateway.reload(&config).await.unwrap();
     }
 
     /// A counter or gauge value from `/metrics` (0 when absent). `series` is the exact text before
@@ -399,3 +399,31 @@ impl Client {
 pub async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(secs), f).await.expect("timed out")
 }
+
+/// The Care Identity issuer the token tests configure.
+pub const ISSUER: &str = "https://ci.test/realms/Healthcare";
+/// The audience the token tests configure.
+pub const AUDIENCE: &str = "spinegate-test";
+/// alice: a clinician at RX1.
+pub const ALICE: &str = "555000000001";
+/// erin: an admin clerk at RX1.
+pub const ERIN: &str = "555000000005";
+
+/// Role-directory entries for alice (may view patients, B0360) and erin (an admin clerk, may not).
+pub const CLINICIAN_AND_CLERK_ROLES: &str = r#"
+[[user]]
+id = "555000000001"
+[[user.role]]
+id = "555254242101"
+org = "RX1"
+role_code = "S8000:G8000:R8000"
+activities = ["B0360"]
+
+[[user]]
+id = "555000000005"
+[[user.role]]
+id = "555254242105"
+org = "RX1"
+role_code = "S8001:G8005:R8008"
+activities = ["B0572"]
+"#;

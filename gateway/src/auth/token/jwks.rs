@@ -233,6 +233,11 @@ impl Jwks {
         KeyState { generation: loaded.generation, usable: age < self.options.max_staleness.as_secs() }
     }
 
+    /// How long the last good keys may serve while fetches fail.
+    pub fn max_staleness(&self) -> Duration {
+        self.options.max_staleness
+    }
+
     /// Seconds since the keys were fetched.
     pub fn age(&self, now: u64) -> Option<u64> {
         self.state.load().as_ref().map(|l| now.saturating_sub(l.fetched_at))

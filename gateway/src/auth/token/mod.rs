@@ -316,6 +316,16 @@ impl TokenVerifier {
         Ok(())
     }
 
+    /// Issuers whose keys were fetched once but are now past their maximum staleness (their
+    /// tokens are refused until a fetch succeeds), for readiness.
+    pub fn stale_issuers(&self, now: u64) -> Vec<Arc<str>> {
+        self.issuers
+            .iter()
+            .filter(|i| i.jwks.age(now).is_some_and(|age| age >= i.jwks.max_staleness().as_secs()))
+            .map(|i| Arc::clone(&i.name))
+            .collect()
+    }
+
     /// Seconds since each issuer's keys were fetched, for metrics.
     pub fn key_ages(&self, now: u64) -> Vec<(Arc<str>, Option<u64>)> {
         self.issuers.iter().map(|i| (Arc::clone(&i.name), i.jwks.age(now))).collect()

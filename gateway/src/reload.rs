@@ -1,0 +1,288 @@
+//! Reloading the configuration and the material it names without dropping a request: on SIGHUP,
+//! on a change to any watched file (inotify through `notify`; Kubernetes ConfigMap and Secret
+//! updates swap a `..data` symlink in the mounted directory, which a directory watch sees), or
+//! on request (`Gateway::reload`).
+//!
+//! A reload builds everything first — configuration, server certificates and keys, trust anchors,
+//! upstreams, rules and policy, the assertion key, revocation policies, a new role-directory
+//! backend if its settings changed — and only then commits, so a failed reload changes nothing:
+//! the last good state keeps serving, and the failure is logged, counted and shown on `/readyz`.
+//! Committing swaps the runtime (new handshakes and requests use it at once; requests in flight
+//! finish on the one they started with), retires cached chains only if the trust material
+//! changed, and hands the revocation checker its new policies, CRL files and deny-list file.
+//!
+//! Listener and admin addresses, connection limits, token settings and issuers, the audit log,
+//! logging and the chain-cache and revocation-cache options are start-up settings
+//! ([`restart_only`]); a reload that changes listeners is refused, a change to the others is
+//! applied everywhere else and logged as waiting for a restart.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use spinegate_config::Config;
+use tokio::sync::{mpsc, watch};
+
+use crate::authz::directory::Directory;
+use crate::material::MaterialError;
+use crate::metrics as m;
+use crate::runtime::{Runtime, Shared};
+
+/// What asked for a reload (a metric label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// SIGHUP.
+    Signal,
+    /// A watched file changed.
+    File,
+    /// A program called [`crate::Gateway::reload`].
+    Api,
+}
+
+impl Trigger {
+    fn label(self) -> &'static str {
+        match self {
+            Trigger::Signal => "signal",
+            Trigger::File => "file",
+            Trigger::Api => "api",
+        }
+    }
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file does not parse or validate.
+    #[error(transparent)]
+    Config(#[from] spinegate_config::ConfigError),
+    /// A certificate, key or CA file is unusable.
+    #[error(transparent)]
+    Material(#[from] MaterialError),
+    /// Listeners are added, removed, renamed or moved only by a restart.
+    #[error("the [[listener]] list differs from the running one; listeners change only on restart")]
+    Listeners,
+}
+
+/// The outcome of the last reload attempt, for `/readyz`.
+#[derive(Clone, Debug, Default)]
+pub struct ReloadStatus {
+    /// When the configuration last loaded (start or reload), Unix seconds.
+    pub last_success: u64,
+    /// The last attempt's failure, if it failed: when and why.
+    pub last_failure: Option<(u64, String)>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Records a successful configuration load (start-up).
+pub(crate) fn loaded(shared: &Shared) {
+    let now = unix_now();
+    *shared.reload_status.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+        ReloadStatus { last_success: now, last_failure: None };
+    metrics::gauge!(m::CONFIG_LAST_RELOAD_SUCCESS).set(now as f64);
+    metrics::gauge!(m::CONFIG_LAST_RELOAD_FAILED).set(0.0);
+}
+
+/// Applies `config`, recording the outcome.
+pub(crate) async fn reload(shared: &Shared, config: &Config, trigger: Trigger) -> Result<(), ReloadError> {
+    let outcome = apply(shared, config).await;
+    record(shared, trigger, outcome.as_ref().err());
+    outcome
+}
+
+/// Reads, validates and applies the file at `path`, recording the outcome.
+pub(crate) async fn reload_from(shared: &Shared, path: &Path, trigger: Trigger) -> Result<(), ReloadError> {
+    let outcome = match spinegate_config::load(path) {
+        Ok(config) => apply(shared, &config).await,
+        Err(e) => Err(e.into()),
+    };
+    record(shared, trigger, outcome.as_ref().err());
+    outcome
+}
+
+fn record(shared: &Shared, trigger: Trigger, error: Option<&ReloadError>) {
+    let now = unix_now();
+    let mut status = shared.reload_status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match error {
+        None => {
+            *status = ReloadStatus { last_success: now, last_failure: None };
+            metrics::counter!(m::CONFIG_RELOADS, "trigger" => trigger.label(), "result" => "ok").increment(1);
+            metrics::gauge!(m::CONFIG_LAST_RELOAD_SUCCESS).set(now as f64);
+            metrics::gauge!(m::CONFIG_LAST_RELOAD_FAILED).set(0.0);
+            tracing::info!(trigger = trigger.label(), "configuration reloaded");
+        }
+        Some(e) => {
+            status.last_failure = Some((now, e.to_string()));
+            metrics::counter!(m::CONFIG_RELOADS, "trigger" => trigger.label(), "result" => "error").increment(1);
+            metrics::gauge!(m::CONFIG_LAST_RELOAD_FAILED).set(1.0);
+            tracing::error!(trigger = trigger.label(), error = %e, "configuration not reloaded; the last good one keeps serving");
+        }
+    }
+}
+
+/// The settings a reload does not apply, by name, each with a rendering that differs whenever
+/// the setting does (compared with the running process's to warn that a restart is needed).
+pub(crate) fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
+    vec![
+        ("admin", format!("{:?}", config.admin)),
+        ("limits.max_connections", config.limits.max_connections.to_string()),
+        ("tokens", format!("{:?}", config.tokens)),
+        ("token_issuer", format!("{:?}", config.token_issuers)),
+        ("chain_cache", format!("{:?}", config.chain_cache)),
+        ("revocation.options", format!("{:?}", config.revocation.options)),
+        ("revocation.admin_token_file", format!("{:?}", config.revocation.admin_token_file)),
+        ("audit", format!("{:?}", config.audit)),
+        ("log", format!("{:?}", config.log)),
+    ]
+}
+
+/// Builds everything `config` needs, then commits it all at once.
+async fn apply(shared: &Shared, config: &Config) -> Result<(), ReloadError> {
+    let current = shared.runtime.load_full();
+    let running: Vec<(&str, std::net::SocketAddr)> = current.listeners.iter().map(|l| (&*l.name, l.listen)).collect();
+    let asked: Vec<(&str, std::net::SocketAddr)> =
+        config.listeners.iter().map(|l| (l.name.as_str(), l.listen)).collect();
+    if running != asked {
+        return Err(ReloadError::Listeners);
+    }
+    // Build: nothing below is visible to requests until every step has succeeded.
+    let runtime =
+        Runtime::build(config, &shared.cache, &shared.revocation, &shared.provider, &shared.resumption, &shared.clock)?;
+    let policies = crate::revocation::policies(config)?;
+    let directory_changed = {
+        let current = shared.directory_config.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *current != config.role_directory
+    };
+    let directory = if directory_changed {
+        Some(Directory::build(&config.role_directory, &shared.provider).map_err(MaterialError::from)?)
+    } else {
+        None
+    };
+    for warning in runtime.trust.anchor_warnings(shared.clock.now()).into_iter().chain(spinegate_config::lint(config)) {
+        tracing::warn!("{warning}");
+    }
+    let waiting: Vec<&str> = {
+        let started = shared.restart_only.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        started.iter().zip(restart_only(config)).filter(|(old, new)| old.1 != new.1).map(|(old, _)| old.0).collect()
+    };
+    if !waiting.is_empty() {
+        tracing::warn!(settings = ?waiting, "these settings changed and take effect only on restart");
+    }
+
+    // Commit. Cached chains stay valid unless the trust material changed; when it did, the new
+    // store gets a new epoch and the cache retires every entry made under the old one.
+    if runtime.trust_digest == current.trust_digest {
+        runtime.trust.set_epoch(current.trust.epoch());
+    } else {
+        runtime.trust.set_epoch(shared.cache.advance_trust_epoch());
+        tracing::info!("trust material changed: verified chains will be checked again");
+    }
+    shared.revocation.set_policies(policies);
+    shared.revocation.set_deny_file(config.revocation.deny_list.clone());
+    if let Some(directory) = directory {
+        shared.directory.store(Arc::new(directory));
+        *shared.directory_config.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            config.role_directory.clone();
+        tracing::info!("role directory settings changed: the new directory is in use");
+    }
+    shared.runtime.store(Arc::new(runtime));
+    // New CRL files are read now rather than at the next poll.
+    shared.revocation.load_files().await;
+    Ok(())
+}
+
+/// The directories whose changes may change what the configuration at `path` loads: the
+/// configuration's own and those of every file it names that nothing else watches (CRL files, the
+/// deny list and the role-directory file are polled by their owners).
+pub fn watched_directories(path: &Path, config: Option<&Config>) -> BTreeSet<PathBuf> {
+    let parent = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let mut dirs = BTreeSet::from([parent(path)]);
+    let Some(config) = config else { return dirs };
+    let mut files: Vec<&Path> = Vec::new();
+    for listener in &config.listeners {
+        for certificate in &listener.certificates {
+            files.push(&certificate.cert);
+            files.push(&certificate.key);
+        }
+    }
+    files.extend(config.client_auth.trust_anchors.iter().map(PathBuf::as_path));
+    files.extend(config.client_auth.intermediates.iter().map(PathBuf::as_path));
+    files.extend(config.client_auth.issuers.iter().map(|i| i.certificate.as_path()));
+    for upstream in &config.upstreams {
+        if let Some(tls) = &upstream.tls {
+            files.extend(tls.ca.iter().map(PathBuf::as_path));
+            if let Some((cert, key)) = &tls.client_identity {
+                files.push(cert);
+                files.push(key);
+            }
+        }
+    }
+    if let Some(assertion) = &config.identity_assertion {
+        files.push(&assertion.key);
+        files.extend(assertion.previous_keys.iter().map(PathBuf::as_path));
+    }
+    dirs.extend(files.into_iter().map(parent));
+    dirs
+}
+
+/// Reloads from `path` on SIGHUP and whenever a watched directory changes (changes within a
+/// quarter second are taken together), until `stopped`.
+pub(crate) async fn watch(shared: Arc<Shared>, path: PathBuf, mut stopped: watch::Receiver<bool>) {
+    let (events, mut changed) = mpsc::unbounded_channel::<()>();
+    let mut watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+            let _ = events.send(());
+        }
+    }) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "file watching is unavailable; reload with SIGHUP");
+            None
+        }
+    };
+    let mut watching = BTreeSet::new();
+    let mut rewatch = |watcher: &mut Option<notify::RecommendedWatcher>, config: Option<&Config>| {
+        let Some(w) = watcher.as_mut() else { return };
+        let wanted = watched_directories(&path, config);
+        for dir in watching.difference(&wanted) {
+            let _ = notify::Watcher::unwatch(w, dir);
+        }
+        for dir in wanted.difference(&watching) {
+            if let Err(e) = notify::Watcher::watch(w, dir, notify::RecursiveMode::NonRecursive) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch for changes");
+            }
+        }
+        watching = wanted;
+    };
+    rewatch(&mut watcher, spinegate_config::load(&path).ok().as_ref());
+
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let hup = async {
+            match hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup = std::future::pending::<Option<()>>();
+        let trigger = tokio::select! {
+            _ = stopped.changed() => return,
+            Some(()) = hup => Trigger::Signal,
+            Some(()) = changed.recv() => {
+                // Let a burst of events (an editor's save, a symlink swap) settle.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                while changed.try_recv().is_ok() {}
+                Trigger::File
+            }
+        };
+        if reload_from(&shared, &path, trigger).await.is_ok() {
+            rewatch(&mut watcher, spinegate_config::load(&path).ok().as_ref());
+        }
+    }
+}
