@@ -14,16 +14,19 @@
 //! - [`raw`]: the file as written.
 //! - [`model`]: the validated configuration.
 //! - [`authz`]: authorisation settings (rules, role directory, audit, identity assertion).
+//! - [`guidance`]: what refusal pages and the identity page tell people.
 //! - `validate`: raw -> model.
 
 pub mod authz;
 pub mod error;
+pub mod guidance;
 pub mod model;
 pub mod raw;
 mod validate;
 
 pub use authz::{Audit, Authorization, IdentityAssertion, Ldap, MethodSet, RoleDirectory, Rule, lint};
 pub use error::{ConfigError, Location};
+pub use guidance::{Contact, ContactKind, Guidance, PageText};
 pub use model::*;
 
 use std::path::Path;

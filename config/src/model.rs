@@ -47,6 +47,8 @@ pub struct Config {
     pub audit: crate::authz::Audit,
     /// The signed identity assertion, when configured.
     pub identity_assertion: Option<crate::authz::IdentityAssertion>,
+    /// What refusal pages and the identity page tell people.
+    pub guidance: crate::guidance::Guidance,
 }
 
 /// `[admin]`.
@@ -71,8 +73,32 @@ pub struct Listener {
     pub alpn: Vec<Alpn>,
     /// Session resumption mode.
     pub session_resumption: SessionResumption,
+    /// What a trusted but expired, not yet valid or revoked client certificate gets.
+    pub certificate_problems: CertificateProblems,
     /// Server certificates; at most one is the default (no server names).
     pub certificates: Vec<ServerCertificate>,
+    /// HTTP/3 over QUIC on the same port number (UDP), when configured.
+    pub http3: Option<Http3>,
+}
+
+/// `[listener.http3]`: HTTP/3 beside the TCP listener, same certificates, same client-certificate
+/// rules, same request pipeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Http3 {
+    /// Most concurrent QUIC connections.
+    pub max_connections: NonZeroUsize,
+    /// Most concurrent requests per connection.
+    pub max_concurrent_streams: u32,
+    /// `SO_RCVBUF` of the UDP socket, bytes.
+    pub udp_receive_buffer: usize,
+    /// `SO_SNDBUF` of the UDP socket, bytes.
+    pub udp_send_buffer: usize,
+    /// QUIC max_idle_timeout.
+    pub transport_idle_timeout: Duration,
+    /// Whether TCP responses carry `Alt-Svc`.
+    pub alt_svc: bool,
+    /// `Alt-Svc` max age.
+    pub alt_svc_max_age: Duration,
 }
 
 /// Whether a listener insists on a client certificate.
@@ -84,6 +110,19 @@ pub enum ClientCertificatePolicy {
     /// A certificate is asked for; requests without one get 401 `client_certificate_required`
     /// unless they authenticate otherwise.
     Request,
+}
+
+/// What a listener does with a client certificate that chains to a trusted CA but is expired,
+/// not yet valid or revoked. Untrusted, malformed or wrongly signed certificates fail the
+/// handshake either way.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateProblems {
+    /// Complete the handshake and refuse every request on the connection with a page or body
+    /// that says what happened and what to do (never proxied).
+    Explain,
+    /// Fail the handshake with the matching TLS alert.
+    Alert,
 }
 
 /// How TLS sessions are resumed.

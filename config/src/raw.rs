@@ -7,8 +7,8 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::model::{
-    ClientCertificatePolicy, EkuPolicy, HostHeader, LogFormat, RevocationDepth, SessionResumption, TokenBinding,
-    UpstreamProtocol, UserIdField,
+    CertificateProblems, ClientCertificatePolicy, EkuPolicy, HostHeader, LogFormat, RevocationDepth, SessionResumption,
+    TokenBinding, UpstreamProtocol, UserIdField,
 };
 
 /// A duration written as `"30s"`, `"5m"`, `"90d"` (humantime syntax).
@@ -76,6 +76,9 @@ pub struct RawConfig {
     pub audit: crate::authz::RawAudit,
     /// `[identity_assertion]`.
     pub identity_assertion: Option<crate::authz::RawIdentityAssertion>,
+    /// `[guidance]`.
+    #[serde(default)]
+    pub guidance: crate::guidance::RawGuidance,
 }
 
 /// `[admin]`.
@@ -117,9 +120,55 @@ pub struct RawListener {
     /// `"tickets"`, `"session_ids"` or `"off"`.
     #[serde(default = "default_session_resumption")]
     pub session_resumption: SessionResumption,
+    /// `"explain"` or `"alert"`: what a certificate that chains to a trusted CA but is expired,
+    /// not yet valid or revoked gets.
+    #[serde(default = "default_certificate_problems")]
+    pub certificate_problems: CertificateProblems,
     /// `[[listener.certificate]]`.
     #[serde(default)]
     pub certificate: Vec<Spanned<RawServerCertificate>>,
+    /// `[listener.http3]`: also serve HTTP/3 over QUIC on the same port number (UDP).
+    pub http3: Option<Spanned<RawHttp3>>,
+}
+
+/// `[listener.http3]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp3 {
+    /// Most concurrent QUIC connections; more are refused (the client falls back to TCP).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: Spanned<u64>,
+    /// Most concurrent requests (bidirectional streams) per connection.
+    #[serde(default = "default_h3_streams")]
+    pub max_concurrent_streams: Spanned<u64>,
+    /// `SO_RCVBUF` of the UDP socket, in bytes.
+    #[serde(default = "default_udp_buffer")]
+    pub udp_receive_buffer: Spanned<u64>,
+    /// `SO_SNDBUF` of the UDP socket, in bytes.
+    #[serde(default = "default_udp_buffer")]
+    pub udp_send_buffer: Spanned<u64>,
+    /// A connection that sends nothing for this long is gone (QUIC's max_idle_timeout).
+    #[serde(default = "default_transport_idle_timeout")]
+    pub transport_idle_timeout: Spanned<HumanDuration>,
+    /// Advertise HTTP/3 with `Alt-Svc` on this listener's TCP responses.
+    #[serde(default = "default_true")]
+    pub alt_svc: bool,
+    /// `ma` of the `Alt-Svc` advertisement.
+    #[serde(default = "default_alt_svc_max_age")]
+    pub alt_svc_max_age: HumanDuration,
+}
+
+fn default_h3_streams() -> Spanned<u64> {
+    Spanned::new(0..0, 100)
+}
+fn default_udp_buffer() -> Spanned<u64> {
+    Spanned::new(0..0, 4 * 1024 * 1024)
+}
+fn default_transport_idle_timeout() -> Spanned<HumanDuration> {
+    Spanned::new(0..0, secs(30))
+}
+fn default_alt_svc_max_age() -> HumanDuration {
+    secs(86_400)
 }
 
 fn default_client_certificate() -> ClientCertificatePolicy {
@@ -133,6 +182,9 @@ fn default_alpn() -> Spanned<Vec<String>> {
 }
 fn default_session_resumption() -> SessionResumption {
     SessionResumption::Tickets
+}
+fn default_certificate_problems() -> CertificateProblems {
+    CertificateProblems::Explain
 }
 
 /// `[[listener.certificate]]`.
@@ -723,4 +775,8 @@ fn default_level() -> String {
 }
 fn default_log_format() -> LogFormat {
     LogFormat::Json
+}
+
+fn default_true() -> bool {
+    true
 }

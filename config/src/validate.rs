@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -106,6 +107,7 @@ pub(crate) fn validate(text: &str, origin: Option<&Path>, base: &Path) -> Result
         chain_cache,
         limits,
         revocation: revocation(&ctx, &raw.revocation)?,
+        guidance: crate::guidance::guidance(&ctx, &raw.guidance, raw.tokens.backchannel_logout_path.get_ref())?,
         tokens: tokens(&ctx, &raw.tokens)?,
         token_issuers: token_issuers(&ctx, &raw.token_issuer)?,
         upstreams,
@@ -141,10 +143,42 @@ fn listeners(ctx: &Ctx<'_>, raw: &[Spanned<RawListener>]) -> Result<Vec<Listener
             tls_versions: tls_versions(ctx, &l.tls_versions)?,
             alpn: alpn(ctx, &l.alpn)?,
             session_resumption: l.session_resumption,
+            certificate_problems: l.certificate_problems,
             certificates: server_certificates(ctx, spanned)?,
+            http3: l.http3.as_ref().map(|h| http3(ctx, h, &l.tls_versions)).transpose()?,
         });
     }
     Ok(out)
+}
+
+fn http3(ctx: &Ctx<'_>, raw: &Spanned<RawHttp3>, tls_versions: &Spanned<Vec<String>>) -> Result<Http3, ConfigError> {
+    if !tls_versions.get_ref().iter().any(|v| v == "1.3") {
+        return Err(ctx.invalid(raw.span(), "[listener.http3] needs TLS 1.3 in tls_versions (QUIC is TLS 1.3 only)"));
+    }
+    let h = raw.get_ref();
+    let streams = *h.max_concurrent_streams.get_ref();
+    if !(1..=10_000).contains(&streams) {
+        return Err(ctx.invalid(h.max_concurrent_streams.span(), "max_concurrent_streams must be 1 to 10000"));
+    }
+    let buffer = |n: &Spanned<u64>, what: &str| {
+        usize::try_from(*n.get_ref())
+            .ok()
+            .filter(|b| (64 * 1024..=256 * 1024 * 1024).contains(b))
+            .ok_or_else(|| ctx.invalid(n.span(), format!("{what} must be 64 KiB to 256 MiB")))
+    };
+    let idle = h.transport_idle_timeout.get_ref().0;
+    if idle < Duration::from_secs(1) || idle > Duration::from_secs(3600) {
+        return Err(ctx.invalid(h.transport_idle_timeout.span(), "transport_idle_timeout must be 1s to 1h"));
+    }
+    Ok(Http3 {
+        max_connections: ctx.nonzero(&h.max_connections, "max_connections")?,
+        max_concurrent_streams: u32::try_from(streams).expect("checked above"),
+        udp_receive_buffer: buffer(&h.udp_receive_buffer, "udp_receive_buffer")?,
+        udp_send_buffer: buffer(&h.udp_send_buffer, "udp_send_buffer")?,
+        transport_idle_timeout: idle,
+        alt_svc: h.alt_svc,
+        alt_svc_max_age: h.alt_svc_max_age.0,
+    })
 }
 
 fn tls_versions(ctx: &Ctx<'_>, raw: &Spanned<Vec<String>>) -> Result<Vec<TlsVersion>, ConfigError> {
@@ -799,5 +833,29 @@ upstream = "pds"
     fn endpoint_with_path_is_refused() {
         let text = MINIMAL.replace("http://127.0.0.1:9000", "http://127.0.0.1:9000/fhir");
         assert!(parse(&text).unwrap_err().to_string().contains("paths are not rewritten"));
+    }
+
+    #[test]
+    fn http3_gets_defaults_and_refuses_what_quic_cannot_do() {
+        let with = |table: &str| MINIMAL.replace("key = \"server.key\"\n", &format!("key = \"server.key\"\n{table}"));
+        let c = parse(&with("[listener.http3]\n")).unwrap();
+        let h3 = c.listeners[0].http3.as_ref().unwrap();
+        assert_eq!((h3.max_concurrent_streams, h3.udp_receive_buffer, h3.alt_svc), (100, 4 << 20, true));
+        assert_eq!(h3.transport_idle_timeout.as_secs(), 30);
+        assert!(parse(MINIMAL).unwrap().listeners[0].http3.is_none(), "TCP only unless asked");
+
+        let tls12 = with("[listener.http3]\n")
+            .replace("listen = \"127.0.0.1:8443\"", "listen = \"127.0.0.1:8443\"\ntls_versions = [\"1.2\"]");
+        assert!(parse(&tls12).unwrap_err().to_string().contains("needs TLS 1.3"));
+        for (table, says) in [
+            ("max_concurrent_streams = 0", "1 to 10000"),
+            ("udp_receive_buffer = 1024", "64 KiB to 256 MiB"),
+            ("transport_idle_timeout = \"0s\"", "1s to 1h"),
+            ("max_connections = 0", "at least 1"),
+            ("early_data = true", "unknown field"),
+        ] {
+            let err = parse(&with(&format!("[listener.http3]\n{table}\n"))).unwrap_err().to_string();
+            assert!(err.contains(says), "{table}: {err}");
+        }
     }
 }

@@ -28,6 +28,7 @@ fn every_example_parses() {
 fn full_example_sets_every_section_away_from_nothing() {
     let c = spinegate_config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/full.toml")).unwrap();
     assert_eq!(c.listeners[0].certificates.len(), 3);
+    assert_eq!(c.listeners[0].http3.as_ref().map(|h| h.max_concurrent_streams), Some(100));
     assert_eq!(c.client_auth.issuers.len(), 2);
     assert_eq!(c.client_auth.issuers[1].identity.user_id, spinegate_config::UserIdSource::SubjectSerialNumber);
     assert!(c.upstreams[1].tls.as_ref().unwrap().client_identity.is_some());
@@ -36,6 +37,10 @@ fn full_example_sets_every_section_away_from_nothing() {
     assert!(matches!(c.role_directory, spinegate_config::RoleDirectory::Ldap(_)));
     assert!(c.identity_assertion.is_some() && c.audit.file.is_some());
     assert_eq!(c.authorization.baseline.len(), 1);
+    assert_eq!(c.listeners[0].certificate_problems, spinegate_config::CertificateProblems::Explain);
+    assert!(c.guidance.template_dir.is_some() && c.guidance.organisation.is_some());
+    assert_eq!(c.guidance.service_desk.hours.as_deref(), Some("24 hours a day"));
+    assert_eq!(c.guidance.pages["certificate_expired"].who_can_help.as_deref().map(<[_]>::len), Some(1));
 }
 
 /// Every key the schema accepts appears in full.toml: the raw structs reject unknown keys, so a
@@ -50,7 +55,10 @@ fn full_example_mentions_every_option() {
     let authz = src("authz.rs");
     let authz_raw = authz.split("// Validated").next().unwrap();
     assert!(authz_raw.len() < authz.len(), "authz.rs lost its `// Validated` marker");
-    let raw = format!("{}\n{authz_raw}", src("raw.rs"));
+    let guidance = src("guidance.rs");
+    let guidance_raw = guidance.split("// Validated").next().unwrap();
+    assert!(guidance_raw.len() < guidance.len(), "guidance.rs lost its `// Validated` marker");
+    let raw = format!("{}\n{authz_raw}\n{guidance_raw}", src("raw.rs"));
     // Fields of the raw structs: `pub name: Type,` lines.
     let fields: Vec<&str> = raw
         .lines()

@@ -41,6 +41,9 @@ pub struct Manifest {
     /// Where the gateway publishes its identity assertion keys.
     #[serde(default)]
     pub assertion_jwks_url: Option<String>,
+    /// Whether the gateway also serves HTTP/3 (QUIC, the `gateway_url` port number over UDP).
+    #[serde(default)]
+    pub h3: bool,
     /// Demo users.
     pub users: Vec<ManifestUser>,
 }

@@ -169,6 +169,7 @@ pub async fn start(options: &DevOptions, gateway_options: Options) -> Result<Dev
         audit_log: Some(options.dir.join("audit.jsonl")),
         role_directory: Some(world.roles_path()),
         assertion_jwks_url: Some(format!("http://{}/.well-known/jwks.json", gateway.admin_addr())),
+        h3: true,
         users: tokens,
     };
     // Each token also as a file, for `curl -H "Authorization: Bearer $(cat DIR/tokens/grace.jwt)"`.
@@ -240,10 +241,16 @@ name = "clinical"
 listen = "{listen}"
 # "request": a smartcard certificate when the client has one, a bearer token otherwise.
 client_certificate = "request"
+# "explain": bob's cancelled and dave's expired cards complete the handshake, and every request
+# gets a page (or problem+json) saying what to do; an unknown CA still fails the handshake.
+certificate_problems = "explain"
 
 [[listener.certificate]]
 cert = {server_cert}
 key = {server_key}
+
+# HTTP/3 on the same port number over UDP, advertised with Alt-Svc.
+[listener.http3]
 
 [client_auth]
 trust_anchors = [{root}]
@@ -294,6 +301,24 @@ file = {audit}
 [identity_assertion]
 issuer = "https://spinegate.dev"
 key = {assertion_key}
+
+# What refusal pages and https://localhost:<port>/.spinegate/whoami tell people.
+[guidance]
+organisation = "spinegate dev world"
+
+[guidance.registration_authority]
+name = "the dev Registration Authority"
+email = "ra@spinegate.dev"
+hours = "Monday to Friday, 9am to 5pm"
+location = "Room 1, Dev House"
+
+[guidance.hr]
+name = "dev HR"
+email = "hr@spinegate.dev"
+
+[guidance.service_desk]
+name = "the dev service desk"
+phone = "0113 496 0999"
 
 [[route]]
 name = "patient"

@@ -1,13 +1,16 @@
 //! The one place failures become responses (DESIGN §4). Every refusal is a [`Reason`]; one
 //! exhaustive `match` gives its status, whether the connection closes, `Retry-After` and
-//! `WWW-Authenticate`; the body is RFC 9457 `application/problem+json` with the stable reason code
-//! and the request id. No internal detail reaches the client: the log line has it.
+//! `WWW-Authenticate`, another its FHIR issue type. The body is in the format the client asked
+//! for ([`crate::guidance::negotiate`]): an HTML page for a person, a FHIR `OperationOutcome`, or
+//! RFC 9457 `application/problem+json` — the same status and stable reason code in each, with the
+//! request id and what to do now. No internal detail reaches the client: the log line has it.
 
-use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
+use crate::guidance::{Details, Format, Guidance, Refusal};
 use crate::pipeline::ResponseBody;
+use crate::trust::CertFailure;
 
 /// Why a request was refused. The code ([`Reason::code`]) is stable: clients, dashboards and the
 /// `reason` metric label depend on it.
@@ -149,6 +152,51 @@ impl Reason {
         }
     }
 
+    /// The FHIR `IssueType` of an `OperationOutcome` for this reason. Exhaustive, like
+    /// [`Reason::disposition`].
+    pub fn fhir_issue_code(self) -> &'static str {
+        match self {
+            Reason::ClientCertificateRequired | Reason::InvalidToken => "login",
+            Reason::TokenExpired => "expired",
+            Reason::CertificateExpired
+            | Reason::CertificateNotYetValid
+            | Reason::CertificateInvalid
+            | Reason::CertificateRevoked
+            | Reason::TokenBindingMismatch => "security",
+            Reason::RoleNotHeld
+            | Reason::RoleNotSelected
+            | Reason::ActivityNotPermitted
+            | Reason::OrganisationMismatch
+            | Reason::AssuranceTooLow
+            | Reason::AuthenticatorNotAllowed => "forbidden",
+            Reason::NoRoute => "not-found",
+            Reason::RequestTooLarge | Reason::HeadersTooLarge => "too-long",
+            Reason::UpstreamUnavailable | Reason::RevocationUnavailable | Reason::RoleDirectoryUnavailable => {
+                "transient"
+            }
+            Reason::Overloaded => "throttled",
+            Reason::UpstreamTimeout => "timeout",
+        }
+    }
+
+    /// The refusal for a client certificate that failed its checks.
+    pub fn of_certificate(failure: &CertFailure) -> Self {
+        match failure {
+            CertFailure::Expired => Reason::CertificateExpired,
+            CertFailure::NotYetValid => Reason::CertificateNotYetValid,
+            CertFailure::Revoked => Reason::CertificateRevoked,
+            CertFailure::ChainTooLarge { .. }
+            | CertFailure::ChainTooLong { .. }
+            | CertFailure::Malformed(_)
+            | CertFailure::UnknownCa
+            | CertFailure::WrongPurpose
+            | CertFailure::BadSignature(_)
+            | CertFailure::NotAUser(_)
+            | CertFailure::WeakKey(_)
+            | CertFailure::Invalid(_) => Reason::CertificateInvalid,
+        }
+    }
+
     /// Every reason, for documentation and tests.
     pub const ALL: &'static [Reason] = &[
         Reason::ClientCertificateRequired,
@@ -205,15 +253,50 @@ impl Reason {
     }
 }
 
-/// The response for a refusal.
+/// The response for a refusal: problem+json with the built-in wording.
+#[cfg(test)]
 pub(crate) fn respond(reason: Reason, request_id: &HeaderValue) -> Response<ResponseBody> {
+    respond_to(
+        reason,
+        request_id,
+        &Answer { guidance: Guidance::builtin(), format: Format::Problem, details: &Details::default(), now: 0 },
+    )
+}
+
+/// How to word a refusal for the request that gets it.
+#[derive(Debug)]
+pub(crate) struct Answer<'a> {
+    /// The deployment's wording and templates.
+    pub guidance: &'a Guidance,
+    /// What the client asked for.
+    pub format: Format,
+    /// What is known about the request and the person.
+    pub details: &'a Details<'a>,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+/// The response for a refusal, in the format the client asked for.
+pub(crate) fn respond_to(reason: Reason, request_id: &HeaderValue, answer: &Answer<'_>) -> Response<ResponseBody> {
     let d = reason.disposition();
-    let body = problem_json(reason, d, request_id);
+    let refusal = Refusal {
+        reason,
+        disposition: d,
+        request_id: request_id.to_str().unwrap_or(""),
+        details: answer.details,
+        now: answer.now,
+    };
+    let (content_type, body) = answer.guidance.refusal(answer.format, &refusal);
     let mut response = Response::new(ResponseBody::Right(Full::new(body)));
     *response.status_mut() = d.status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    headers.insert(header::CONTENT_TYPE, content_type);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The body depends on Accept; shared caches must not serve one format for another.
+    headers.insert(header::VARY, HeaderValue::from_static("accept"));
+    if answer.format == Format::Html {
+        page_headers(headers);
+    }
     headers.insert(crate::proxy::headers::X_REQUEST_ID, request_id.clone());
     if let Some(secs) = d.retry_after {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -240,15 +323,17 @@ fn bearer_challenge(reason: Reason) -> HeaderValue {
     .expect("static challenge text is a valid header value")
 }
 
-fn problem_json(reason: Reason, d: Disposition, request_id: &HeaderValue) -> Bytes {
-    let body = serde_json::json!({
-        "type": format!("urn:spinegate:problem:{}", reason.code()),
-        "title": d.title,
-        "status": d.status.as_u16(),
-        "reason": reason.code(),
-        "request_id": request_id.to_str().unwrap_or(""),
-    });
-    Bytes::from(serde_json::to_vec(&body).expect("JSON values serialise"))
+/// Headers for a generated HTML page: nothing but its own inline styles may load or run, it may
+/// not be framed, and its type is not second-guessed.
+pub(crate) fn page_headers(headers: &mut http::HeaderMap) {
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
 }
 
 #[cfg(test)]
@@ -306,6 +391,64 @@ mod tests {
         assert_eq!(v["reason"], "token_expired");
         assert_eq!(v["request_id"], "6f1c2a9e-1111-4222-8333-444455556666");
         assert_eq!(v["status"], 401);
+    }
+
+    fn body_of(response: Response<ResponseBody>) -> String {
+        let ResponseBody::Right(full) = response.into_body() else { panic!("refusals have full bodies") };
+        let bytes =
+            futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(full)).unwrap().unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    /// Every reason — overloaded and the others no integration test can provoke included — in
+    /// each format: the same status and reason code, the content type, and the sentence saying
+    /// what happened.
+    #[test]
+    fn every_reason_in_every_format() {
+        let id = HeaderValue::from_static("6f1c2a9e-1111-4222-8333-444455556666");
+        for &reason in Reason::ALL {
+            let sentence = crate::guidance::text::builtin(reason).what_happened[0];
+            for format in [Format::Html, Format::Fhir, Format::Problem] {
+                let answer = Answer { guidance: Guidance::builtin(), format, details: &Details::default(), now: 0 };
+                let response = respond_to(reason, &id, &answer);
+                let status = reason.disposition().status;
+                assert_eq!(response.status(), status, "{reason:?} {format:?}");
+                assert_eq!(response.headers()[header::VARY], "accept");
+                let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap().to_owned();
+                let text = body_of(response);
+                match format {
+                    Format::Html => {
+                        assert_eq!(content_type, "text/html; charset=utf-8");
+                        let escaped = crate::guidance::template::escape(sentence);
+                        assert!(text.contains(&format!("<p>{escaped}</p>")), "{reason:?}: {text}");
+                        assert!(text.contains(&format!("Error code: {} (HTTP {})", reason.code(), status.as_str())));
+                        assert!(text.contains(id.to_str().unwrap()));
+                        assert!(text.len() < 16 * 1024, "{reason:?}: a page of {} bytes", text.len());
+                    }
+                    Format::Fhir => {
+                        assert_eq!(content_type, "application/fhir+json");
+                        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                        assert_eq!(v["issue"][0]["code"], reason.fhir_issue_code());
+                        assert_eq!(v["issue"][0]["details"]["coding"][0]["code"], reason.code());
+                        assert!(v["issue"][0]["details"]["text"].as_str().unwrap().contains(sentence));
+                    }
+                    Format::Problem => {
+                        assert_eq!(content_type, "application/problem+json");
+                        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                        assert_eq!(v["reason"], reason.code());
+                        assert_eq!(v["status"], status.as_u16());
+                        assert!(v["detail"].as_str().unwrap().contains(sentence));
+                    }
+                }
+            }
+        }
+        let overloaded = respond_to(
+            Reason::Overloaded,
+            &id,
+            &Answer { guidance: Guidance::builtin(), format: Format::Html, details: &Details::default(), now: 0 },
+        );
+        assert_eq!(overloaded.headers()[header::RETRY_AFTER], "1");
+        assert!(body_of(overloaded).contains("Too many people are using the service at the moment."));
     }
 
     #[test]

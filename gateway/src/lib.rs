@@ -14,7 +14,8 @@
 //! - [`peer`]: a connection's certificate, resolved once and re-checked per request.
 //! - [`pipeline`]: the per-request steps; [`auth`] is who a request acts as.
 //! - [`routing`], [`proxy`]: route table, upstream clusters and the header contract.
-//! - [`error`]: the one mapping from refusal [`Reason`] to response.
+//! - [`error`]: the one mapping from refusal [`Reason`] to response; [`guidance`] words it for
+//!   people (HTML page, FHIR `OperationOutcome`, problem+json) and serves the identity page.
 //! - [`admin`], [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`runtime`]: the snapshot requests read, built from a configuration.
 //! - [`revocation`]: the revocation state wired in: policies, fetcher, metrics.
@@ -30,6 +31,8 @@ pub mod authz;
 pub mod clock;
 pub mod dev;
 pub mod error;
+pub mod guidance;
+pub mod http3;
 pub mod identity;
 pub mod material;
 pub mod metrics;

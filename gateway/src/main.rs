@@ -111,10 +111,12 @@ fn print_walkthrough(m: &spinegate_devpki::Manifest, manifest_path: &std::path::
     println!("  {}", curl("alice", "/Patient/9000000009"));
     println!("carol (certificate ends within 90 days) gets X-Certificate-Expiry-Warning:");
     println!("  {} -i", curl("carol", "/Patient/9000000017"));
-    println!("dave (expired certificate) fails the TLS handshake:");
-    println!("  {}", curl("dave", "/Patient/9000000009"));
-    println!("bob (card reported lost: certificate revoked) fails the TLS handshake (certificate_revoked):");
+    println!("dave (expired certificate) is told what to do: 401 certificate_expired, an HTML page for a browser:");
+    println!("  {} -H 'Accept: text/html'", curl("dave", "/Patient/9000000009"));
+    println!("bob (card reported lost: certificate revoked) gets 401 certificate_revoked, never the service:");
     println!("  {}", curl("bob", "/Patient/9000000009"));
+    println!("carol's identity, roles and days left on her card (JSON; HTML for a browser):");
+    println!("  {}", curl("carol", "/.spinegate/whoami"));
     println!("grace (no smartcard; signed in with a security key) presents her Care Identity token:");
     let tokens = manifest_path.parent().unwrap_or(std::path::Path::new(".")).join("tokens");
     println!(
@@ -140,6 +142,10 @@ fn print_walkthrough(m: &spinegate_devpki::Manifest, manifest_path: &std::path::
     }
     println!("no certificate and no token:");
     println!("  curl --cacert {} {}/Patient/9000000009", m.server_ca.display(), m.gateway_url);
+    if m.h3 {
+        println!("HTTP/3 (QUIC) on the same port number over UDP, with a curl built with HTTP/3:");
+        println!("  {} --http3-only", curl("alice", "/Patient/9000000009"));
+    }
     println!();
     println!("Press Ctrl-C to stop.");
 }

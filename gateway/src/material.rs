@@ -55,6 +55,12 @@ pub enum MaterialError {
     /// The role directory cannot be used.
     #[error(transparent)]
     RoleDirectory(#[from] crate::authz::directory::DirectorySetupError),
+    /// A `[guidance]` template cannot be read or parsed.
+    #[error("[guidance] {0}")]
+    Guidance(#[from] crate::guidance::GuidanceError),
+    /// A TLS configuration cannot be made from otherwise valid material.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
 }
 
 /// Every certificate in a PEM file, in order. At least one.

@@ -6,7 +6,8 @@
 //! entry's trust epoch and notAfter with now (two integer comparisons), re-resolving when either
 //! changed, and then asks the revocation snapshot when its generation moved.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use rustls_pki_types::{CertificateDer, UnixTime};
@@ -14,7 +15,7 @@ use spinegate_cert_cache::{ChainCache, ChainFingerprint, Entry, Lookup, MissReas
 use spinegate_revocation::issuer::Subject;
 use spinegate_revocation::{Answer, Revocation, Status};
 
-use crate::identity::CertIdentity;
+use crate::identity::{CertIdentity, UserId};
 use crate::metrics as m;
 use crate::trust::{CertFailure, TrustStore};
 
@@ -86,6 +87,57 @@ pub fn refuse_if_revoked(
     Ok(())
 }
 
+/// Whether a chain the handshake refused should instead complete it, so that its holder can be
+/// told why (`certificate_problems = "explain"`): it is revoked (only a validated chain is
+/// judged for revocation), or the leaf itself is expired or not yet valid and the whole chain
+/// validates — anchor, signatures, purpose, identity — at a moment inside the leaf's validity.
+/// Nothing else qualifies: an unknown CA, a bad signature or a malformed chain gets its alert.
+/// Nothing is cached.
+pub fn explainable(
+    trust: &TrustStore,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+    failure: &CertFailure,
+) -> bool {
+    match failure {
+        CertFailure::Revoked => true,
+        CertFailure::Expired | CertFailure::NotYetValid => {
+            identity_when_valid(trust, end_entity, intermediates, now).is_some()
+        }
+        _ => false,
+    }
+}
+
+/// The identity a chain whose leaf is outside its validity at `now` had while it was valid: the
+/// whole chain verified at the leaf's nearest validity edge. `None` when the leaf is current (a
+/// CA in the path is out of date, which its holder cannot fix) or the chain does not verify.
+/// Nothing is cached.
+fn identity_when_valid(
+    trust: &TrustStore,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+) -> Option<CertIdentity> {
+    let (not_before, not_after) = validity(end_entity)?;
+    let now = now.as_secs();
+    let edge = if now > not_after {
+        not_after
+    } else if now < not_before {
+        not_before
+    } else {
+        return None;
+    };
+    trust.verify(end_entity, intermediates, UnixTime::since_unix_epoch(Duration::from_secs(edge))).ok()
+}
+
+/// A certificate's notBefore and notAfter, Unix seconds.
+pub fn validity(der: &CertificateDer<'_>) -> Option<(u64, u64)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let secs = |t: x509_parser::time::ASN1Time| u64::try_from(t.timestamp()).ok();
+    Some((secs(cert.validity().not_before)?, secs(cert.validity().not_after)?))
+}
+
 /// The revocation answer for a verified certificate: its own and, under
 /// `revocation_depth = "chain"`, each CA's. The worst answer wins; a good one holds until the
 /// earliest of theirs ends.
@@ -124,6 +176,18 @@ pub struct Peer {
     leaf_sha256: [u8; 32],
     fingerprint: ChainFingerprint,
     current: ArcSwapOption<Entry<Arc<CertIdentity>>>,
+    /// The handshake's judgement, made again on the connection's first request.
+    admission: OnceLock<Option<HandshakeRefusal>>,
+}
+
+/// Why the handshake's checks refused a connection's certificate.
+#[derive(Clone, Debug)]
+pub struct HandshakeRefusal {
+    /// The failure.
+    pub failure: CertFailure,
+    /// The holder, when the chain verified (revoked) or verified while the card was valid
+    /// (expired, not yet valid).
+    pub user_id: Option<UserId>,
 }
 
 /// Why a request on a connection with a certificate is refused.
@@ -146,7 +210,52 @@ impl Peer {
             fingerprint: ChainFingerprint::of_chain(leaf, rest),
             chain: chain.into(),
             current: ArcSwapOption::empty(),
+            admission: OnceLock::new(),
         })
+    }
+
+    /// Why the handshake refused (or, under `certificate_problems = "alert"`, would have refused)
+    /// this certificate, and whose it is when that is known: judged once per connection, on its
+    /// first request, exactly as the handshake verifier judges — path validation at `now`, then
+    /// known revocations. A connection that was let through only so its refusal could be
+    /// explained gets `Some` on every request, public routes included, so nothing on it is ever
+    /// proxied. This also covers resumed sessions, which never ran the verifier.
+    pub fn handshake_refusal(
+        &self,
+        trust: &TrustStore,
+        cache: &Cache,
+        revocation: &Arc<Revocation>,
+        now: UnixTime,
+    ) -> Option<&HandshakeRefusal> {
+        self.admission
+            .get_or_init(|| {
+                let (leaf, rest) = self.chain.split_first().expect("a peer has at least one certificate");
+                match resolve_fingerprinted(trust, cache, &self.fingerprint, leaf, rest, now) {
+                    Ok(entry) => {
+                        let user_id = Some(entry.value().user_id);
+                        let refusal = refuse_if_revoked(&entry, revocation, now).err();
+                        // The first request's check then starts from this resolution.
+                        self.current.store(Some(entry));
+                        refusal.map(|failure| HandshakeRefusal { failure, user_id })
+                    }
+                    Err(failure) => {
+                        // For the audit record: whose expired or not-yet-valid card this is.
+                        let user_id = match failure {
+                            CertFailure::Expired | CertFailure::NotYetValid => {
+                                identity_when_valid(trust, leaf, rest, now).map(|i| i.user_id)
+                            }
+                            _ => None,
+                        };
+                        Some(HandshakeRefusal { failure, user_id })
+                    }
+                }
+            })
+            .as_ref()
+    }
+
+    /// The leaf's notBefore and notAfter, Unix seconds (for a refusal page; parsed on demand).
+    pub fn validity(&self) -> Option<(u64, u64)> {
+        self.chain.first().and_then(validity)
     }
 
     /// SHA-256 of the leaf certificate: what a bound token's `cnf.x5t#S256` names (RFC 8705).

@@ -24,6 +24,7 @@ use crate::auth::token::logout::LogoutError;
 use crate::auth::{AssuranceLevel, AuthMethod, Principal};
 use crate::authz::{self, RoleData, Roles};
 use crate::error::{self, Reason};
+use crate::guidance;
 use crate::identity::UserId;
 use crate::metrics as m;
 use crate::peer::{Peer, PeerRefusal};
@@ -33,10 +34,12 @@ use crate::proxy::headers::{
 };
 use crate::routing::{CompiledRoute, strip_port};
 use crate::runtime::{Runtime, Shared};
-use crate::trust::CertFailure;
 
 /// Response body: streamed from the upstream, or generated here.
 pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+
+/// Request body: from a TCP connection (HTTP/1.1 or HTTP/2) or an HTTP/3 stream.
+pub type RequestBody = Either<Incoming, crate::http3::RequestBody>;
 
 /// One client connection, shared by its requests.
 #[derive(Debug)]
@@ -53,6 +56,8 @@ pub struct Conn {
     pub activity: Activity,
     /// Signalled when a response decided the connection must close.
     pub close: Notify,
+    /// `Alt-Svc` for this connection's responses (TCP listeners that also serve HTTP/3).
+    pub alt_svc: Option<HeaderValue>,
 }
 
 /// In-flight count and last activity of a connection.
@@ -120,14 +125,21 @@ struct RequestCtx {
     requested_org: Option<String>,
     /// Whether an allow decision was already audited.
     audited: bool,
+    /// The request's `Accept`, for the format of a refusal.
+    accept: Option<HeaderValue>,
+    /// The user's role profiles, once looked up (a refusal page lists them).
+    roles: Option<Arc<Roles>>,
+    /// The role profile the request named (`NHSD-Session-URID`), as sent.
+    requested_role: Option<HeaderValue>,
 }
 
 /// Handles one request on `conn`. Never fails: every refusal becomes a response.
-pub async fn handle(conn: Arc<Conn>, request: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+pub async fn handle(conn: Arc<Conn>, request: Request<RequestBody>) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let _in_flight = InFlight::begin(&conn.activity);
     let runtime = conn.shared.runtime.load_full();
     let method = request.method().clone();
+    let version = request.version();
     let mut ctx = RequestCtx {
         request_id: request_id(request.headers()),
         route: None,
@@ -139,6 +151,9 @@ pub async fn handle(conn: Arc<Conn>, request: Request<Incoming>) -> Result<Respo
         role: None,
         requested_org: None,
         audited: false,
+        accept: guidance::accept_of(request.headers()),
+        roles: None,
+        requested_role: None,
     };
     let path_and_query = request.uri().path_and_query().map(|p| p.as_str().to_owned());
 
@@ -151,13 +166,18 @@ pub async fn handle(conn: Arc<Conn>, request: Request<Incoming>) -> Result<Respo
     }
     let (mut response, reason) = match outcome {
         Ok(response) => (response, None),
-        Err(reason) => (error::respond(reason, &ctx.request_id), Some(reason)),
+        Err(reason) => (refusal(&conn, &runtime, &ctx, reason), Some(reason)),
     };
     let headers = response.headers_mut();
     headers.insert(X_REQUEST_ID, ctx.request_id.clone());
     if let Some(warning) = &ctx.expiry_warning {
         headers.insert(X_CERTIFICATE_EXPIRY_WARNING, warning.clone());
     }
+    // The upstream's own Alt-Svc would send clients to the upstream's origin, not the gateway's.
+    match &conn.alt_svc {
+        Some(alt_svc) => headers.insert(header::ALT_SVC, alt_svc.clone()),
+        None => headers.remove(header::ALT_SVC),
+    };
     if reason.is_some_and(|r| r.disposition().close) {
         conn.close.notify_one();
     }
@@ -171,6 +191,7 @@ pub async fn handle(conn: Arc<Conn>, request: Request<Incoming>) -> Result<Respo
         "method" => method_label(&method),
         "status" => status.as_str().to_owned(),
         "reason" => reason_code,
+        "protocol" => protocol_label(version),
     )
     .increment(1);
     metrics::histogram!(m::REQUEST_DURATION, "route" => route.clone()).record(started.elapsed().as_secs_f64());
@@ -191,16 +212,38 @@ pub async fn handle(conn: Arc<Conn>, request: Request<Incoming>) -> Result<Respo
     Ok(response)
 }
 
+/// The `protocol` label: how the client spoke to the gateway.
+fn protocol_label(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_3 => "h3",
+        http::Version::HTTP_2 => "h2",
+        http::Version::HTTP_10 => "http/1.0",
+        _ => "http/1.1",
+    }
+}
+
 async fn process(
     conn: &Conn,
     runtime: &Runtime,
     ctx: &mut RequestCtx,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<Response<ResponseBody>, Reason> {
-    check_limits(runtime, request.headers())?;
     let now = conn.shared.clock.now();
+    // A connection whose certificate the handshake let through only so the refusal could be
+    // explained (`certificate_problems = "explain"`) gets that refusal on every request.
+    if let Some(peer) = &conn.peer
+        && let Some(refused) = peer.handshake_refusal(&runtime.trust, &conn.shared.cache, &conn.shared.revocation, now)
+    {
+        tracing::debug!(client = %conn.remote, reason = refused.failure.label(), "request on a connection with a refused certificate");
+        ctx.user_id = refused.user_id;
+        return Err(Reason::of_certificate(&refused.failure));
+    }
+    check_limits(runtime, request.headers())?;
     if request.uri().path() == runtime.logout_path {
         return Ok(backchannel_logout(conn, request, now).await);
+    }
+    if request.uri().path() == runtime.guidance.whoami_path() {
+        return whoami(conn, runtime, ctx, &request, now).await;
     }
     // The route and its rule are found first because authentication needs the route's binding
     // rule (and a public rule needs none), but an unauthenticated request is refused before it
@@ -317,7 +360,7 @@ async fn authorize(
     route: &CompiledRoute,
     rule: &authz::CompiledRule,
     principal: &Principal,
-    request: &Request<Incoming>,
+    request: &Request<RequestBody>,
 ) -> Result<Decision, Reason> {
     // The organisation named matters only where the rule scopes it; elsewhere it is neither
     // checked nor forwarded.
@@ -329,6 +372,9 @@ async fn authorize(
         Err(_) if !rule.rule.needs_role() => Arc::new(Roles::none()),
         Err(reason) => return Err(reason),
     };
+    // Kept for a refusal page, which lists the roles held and the one asked for.
+    ctx.roles = Some(Arc::clone(&roles));
+    ctx.requested_role = request.headers().get(&NHSD_SESSION_URID).cloned();
     let urid = request.headers().get(&NHSD_SESSION_URID).map(|v| v.to_str().map_err(|_| Reason::RoleNotHeld));
     let token_selected = principal.token.as_ref().and_then(|t| t.claims.selected_role.as_deref());
     let chosen = authz::select_role(&roles, urid.transpose()?, token_selected)?;
@@ -350,7 +396,7 @@ async fn authorize(
 /// organisation mismatch.
 fn requested_organisation<'r>(
     route: &CompiledRoute,
-    request: &'r Request<Incoming>,
+    request: &'r Request<RequestBody>,
 ) -> Result<Option<&'r str>, Reason> {
     let from_path = route.organisation_in(request.uri().path());
     let from_header = match request.headers().get(&NHSD_END_USER_ORGANISATION_ODS) {
@@ -383,6 +429,77 @@ async fn roles_of(conn: &Conn, runtime: &Runtime, principal: &Principal) -> Resu
     })?;
     Ok(entry.slot.resolve(&entry.roles, &runtime.policy))
 }
+
+/// The response for a refusal, worded for the client that asked: the format its `Accept` names,
+/// with what this request learned (the card's dates, the roles held, what was asked for).
+fn refusal(conn: &Conn, runtime: &Runtime, ctx: &RequestCtx, reason: Reason) -> Response<ResponseBody> {
+    let certificate = match reason {
+        Reason::CertificateExpired | Reason::CertificateNotYetValid | Reason::CertificateRevoked => {
+            conn.peer.as_ref().and_then(Peer::validity)
+        }
+        _ => None,
+    };
+    let details = guidance::Details {
+        certificate,
+        roles: ctx.roles.as_deref().map(|r| &*r.profiles),
+        selected: ctx.role.as_ref(),
+        requested_role: ctx.requested_role.as_ref().and_then(|v| v.to_str().ok()),
+        requested_organisation: ctx.requested_org.as_deref(),
+    };
+    let answer = error::Answer {
+        guidance: &runtime.guidance,
+        format: guidance::negotiate(ctx.accept.as_ref()),
+        details: &details,
+        now: conn.shared.clock.now().as_secs(),
+    };
+    error::respond_to(reason, &ctx.request_id, &answer)
+}
+
+/// `GET /.spinegate/whoami` (`[guidance] whoami_path`): the signed-in identity, as HTML or JSON.
+/// Needs an authenticated user, is subject to no route rule, and is never proxied. A role
+/// directory that cannot answer leaves the roles out rather than refusing.
+async fn whoami(
+    conn: &Conn,
+    runtime: &Runtime,
+    ctx: &mut RequestCtx,
+    request: &Request<RequestBody>,
+    now: UnixTime,
+) -> Result<Response<ResponseBody>, Reason> {
+    ctx.route = Some(Arc::from(WHOAMI_ROUTE));
+    if !matches!(*request.method(), http::Method::GET | http::Method::HEAD) {
+        return Err(Reason::NoRoute);
+    }
+    let principal = authenticate(conn, runtime, request.headers(), None, now).await?;
+    ctx.user_id = Some(principal.user_id);
+    ctx.auth = Some((principal.method, principal.assurance));
+    ctx.expiry_warning = expiry_warning(&principal, now, runtime.expiry_warning);
+    let roles = roles_of(conn, runtime, &principal).await.ok();
+    let urid = request.headers().get(&NHSD_SESSION_URID).and_then(|v| v.to_str().ok());
+    let token_selected = principal.token.as_ref().and_then(|t| t.claims.selected_role.as_deref());
+    let selected = roles.as_deref().and_then(|r| authz::select_role(r, urid, token_selected).ok().flatten());
+    let page = guidance::WhoAmI {
+        principal: &principal,
+        roles: roles.as_deref().map(|r| &*r.profiles),
+        selected: selected.map(|r| &r.data),
+        request_id: ctx.request_id.to_str().unwrap_or(""),
+        now: now.as_secs(),
+        renewal_window: runtime.expiry_warning,
+    };
+    let format = guidance::negotiate(ctx.accept.as_ref());
+    let (content_type, body) = runtime.guidance.whoami(format, &page);
+    let mut response = Response::new(Either::Right(Full::new(body)));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::VARY, HeaderValue::from_static("accept"));
+    if format == guidance::Format::Html {
+        error::page_headers(headers);
+    }
+    Ok(response)
+}
+
+/// The `route` label and access-log route of the identity page.
+const WHOAMI_ROUTE: &str = "spinegate_whoami";
 
 /// Queues the audit record of a decision.
 fn audit(
@@ -474,10 +591,7 @@ async fn authenticate(
         None => None,
         Some(peer) => Some(peer.check(&runtime.trust, &shared.cache, &shared.revocation, now).await.map_err(|refusal| {
             let reason = match &refusal {
-                PeerRefusal::Certificate(CertFailure::Expired) => Reason::CertificateExpired,
-                PeerRefusal::Certificate(CertFailure::NotYetValid) => Reason::CertificateNotYetValid,
-                PeerRefusal::Certificate(CertFailure::Revoked) => Reason::CertificateRevoked,
-                PeerRefusal::Certificate(_) => Reason::CertificateInvalid,
+                PeerRefusal::Certificate(failure) => Reason::of_certificate(failure),
                 PeerRefusal::RevocationUnknown => Reason::RevocationUnavailable,
             };
             tracing::info!(client = %conn.remote, refusal = ?refusal, reason = reason.code(), "certificate refused on an open connection");
@@ -540,7 +654,7 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Reason> {
 
 /// OpenID Connect Back-Channel Logout: `POST` with a form body `logout_token=<JWT>`. Answers 200
 /// on success and 400 `{"error":"invalid_request"}` otherwise (spec §2.8), never cached.
-async fn backchannel_logout(conn: &Conn, request: Request<Incoming>, now: UnixTime) -> Response<ResponseBody> {
+async fn backchannel_logout(conn: &Conn, request: Request<RequestBody>, now: UnixTime) -> Response<ResponseBody> {
     let respond = |status: StatusCode, body: &'static str| {
         let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(body.as_bytes()))));
         *response.status_mut() = status;
@@ -595,7 +709,7 @@ enum RequestHost {
 }
 
 impl RequestHost {
-    fn of(request: &Request<Incoming>) -> Self {
+    fn of(request: &Request<RequestBody>) -> Self {
         if let Some(a) = request.uri().authority() {
             return Self::Authority(a.clone());
         }

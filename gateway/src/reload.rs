@@ -11,7 +11,7 @@
 //! finish on the one they started with), retires cached chains only if the trust material
 //! changed, and hands the revocation checker its new policies, CRL files and deny-list file.
 //!
-//! Listener and admin addresses, connection limits, token settings and issuers, the audit log,
+//! Listener and admin addresses, HTTP/3 endpoint settings, connection limits, token settings and issuers, the audit log,
 //! logging and the chain-cache and revocation-cache options are start-up settings
 //! ([`restart_only`]); a reload that changes listeners is refused, a change to the others is
 //! applied everywhere else and logged as waiting for a restart.
@@ -136,6 +136,7 @@ pub(crate) fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
         ("revocation.admin_token_file", format!("{:?}", config.revocation.admin_token_file)),
         ("audit", format!("{:?}", config.audit)),
         ("log", format!("{:?}", config.log)),
+        ("listener.http3", format!("{:?}", config.listeners.iter().map(|l| &l.http3).collect::<Vec<_>>())),
     ]
 }
 
@@ -189,6 +190,7 @@ async fn apply(shared: &Shared, config: &Config) -> Result<(), ReloadError> {
         tracing::info!("role directory settings changed: the new directory is in use");
     }
     shared.runtime.store(Arc::new(runtime));
+    crate::http3::refresh(shared);
     // New CRL files are read now rather than at the next poll.
     shared.revocation.load_files().await;
     Ok(())
@@ -225,6 +227,8 @@ pub fn watched_directories(path: &Path, config: Option<&Config>) -> BTreeSet<Pat
         files.extend(assertion.previous_keys.iter().map(PathBuf::as_path));
     }
     dirs.extend(files.into_iter().map(parent));
+    // The guidance templates are the files in this directory: an edited page reloads.
+    dirs.extend(config.guidance.template_dir.clone());
     dirs
 }
 

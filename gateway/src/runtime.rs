@@ -48,6 +48,8 @@ pub struct Runtime {
     pub listeners: Vec<ListenerInfo>,
     /// Per listener, the TLS configuration new handshakes use.
     pub tls: Vec<Arc<ServerConfig>>,
+    /// Per listener, the QUIC configuration new HTTP/3 handshakes use (HTTP/3 listeners only).
+    pub quic: Vec<Option<tls::QuicConfig>>,
     /// Path of the back-channel logout endpoint.
     pub logout_path: String,
     /// Activity interning, baseline activities and organisation relations.
@@ -57,6 +59,8 @@ pub struct Runtime {
     /// SHA-256 over the client-authentication settings and the bytes of every CA file they
     /// name: a reload that leaves it unchanged keeps the verified-chain cache.
     pub trust_digest: [u8; 32],
+    /// What refusal pages and the identity page say (`[guidance]`).
+    pub guidance: Arc<crate::guidance::Guidance>,
 }
 
 /// Gateway-wide services that outlive configuration reloads.
@@ -92,6 +96,8 @@ pub struct Shared {
     pub reload_status: std::sync::Mutex<crate::reload::ReloadStatus>,
     /// The audit log.
     pub audit: Arc<crate::audit::Audit>,
+    /// HTTP/3 endpoints, which a reload hands the new TLS configuration.
+    pub h3: std::sync::Mutex<Vec<crate::http3::H3Endpoint>>,
 }
 
 impl Runtime {
@@ -112,17 +118,23 @@ impl Runtime {
             .collect::<Result<Vec<_>, _>>()?;
         let mut listeners = Vec::with_capacity(config.listeners.len());
         let mut tls_configs = Vec::with_capacity(config.listeners.len());
+        let mut quic_configs = Vec::with_capacity(config.listeners.len());
         for (listener, resumption) in config.listeners.iter().zip(resumption) {
             let name: Arc<str> = listener.name.as_str().into();
-            let verifier = Arc::new(ClientVerifier::new(
-                Arc::clone(&trust),
-                Arc::clone(cache),
-                Arc::clone(revocation),
-                listener.client_certificate,
-                Arc::clone(provider),
-                Arc::clone(&name),
-            ));
-            tls_configs.push(tls::server_config(listener, verifier, resumption, provider, Arc::clone(clock))?);
+            let verifier = Arc::new(
+                ClientVerifier::new(
+                    Arc::clone(&trust),
+                    Arc::clone(cache),
+                    Arc::clone(revocation),
+                    listener.client_certificate,
+                    Arc::clone(provider),
+                    Arc::clone(&name),
+                )
+                .certificate_problems(listener.certificate_problems),
+            );
+            let tcp = tls::server_config(listener, verifier, resumption, provider, Arc::clone(clock))?;
+            quic_configs.push(listener.http3.as_ref().map(|_| tls::quic_config(&tcp)).transpose()?);
+            tls_configs.push(tcp);
             listeners.push(ListenerInfo {
                 name,
                 client_certificate: listener.client_certificate,
@@ -146,7 +158,9 @@ impl Runtime {
             expiry_warning: config.client_auth.expiry_warning,
             listeners,
             tls: tls_configs,
+            quic: quic_configs,
             logout_path: config.tokens.backchannel_logout_path.clone(),
+            guidance: Arc::new(crate::guidance::Guidance::build(&config.guidance)?),
         })
     }
 }

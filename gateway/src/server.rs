@@ -61,6 +61,9 @@ pub enum StartError {
     /// The audit log cannot be opened.
     #[error("cannot open the audit log: {0}")]
     Audit(std::io::Error),
+    /// An HTTP/3 endpoint cannot start.
+    #[error(transparent)]
+    Http3(#[from] crate::http3::H3Error),
 }
 
 /// A running gateway.
@@ -110,6 +113,7 @@ impl Gateway {
             restart_only: std::sync::Mutex::new(crate::reload::restart_only(&config)),
             reload_status: std::sync::Mutex::default(),
             audit,
+            h3: std::sync::Mutex::default(),
         });
         crate::reload::loaded(&shared);
 
@@ -118,7 +122,21 @@ impl Gateway {
         let mut bound = Vec::with_capacity(config.listeners.len());
         for (index, listener) in config.listeners.iter().enumerate() {
             let tcp = bind(listener.listen).await?;
-            bound.push(tcp.local_addr().map_err(|source| StartError::Bind { addr: listener.listen, source })?);
+            let addr = tcp.local_addr().map_err(|source| StartError::Bind { addr: listener.listen, source })?;
+            bound.push(addr);
+            // HTTP/3 on the same port number over UDP (the bound one, when the port was 0).
+            let alt_svc = match &listener.http3 {
+                Some(settings) => {
+                    let udp =
+                        crate::http3::start(index, addr, settings, &shared, stopped.clone(), connections.clone())?;
+                    tracing::info!(listener = %listener.name, %udp, "serving HTTP/3");
+                    settings.alt_svc.then(|| {
+                        let value = format!("h3=\":{}\"; ma={}", udp.port(), settings.alt_svc_max_age.as_secs());
+                        http::HeaderValue::from_str(&value).expect("a port and a number are a valid header value")
+                    })
+                }
+                None => None,
+            };
             tokio::spawn(accept_loop(
                 tcp,
                 index,
@@ -126,6 +144,7 @@ impl Gateway {
                 stopped.clone(),
                 connections.clone(),
                 Arc::new(Semaphore::new(config.limits.max_connections.get())),
+                alt_svc,
             ));
         }
         let admin_tcp = bind(config.admin.listen).await?;
@@ -198,6 +217,7 @@ async fn accept_loop(
     mut stopped: watch::Receiver<bool>,
     connections: TaskTracker,
     slots: Arc<Semaphore>,
+    alt_svc: Option<http::HeaderValue>,
 ) {
     loop {
         // Take a slot first: at the connection cap, new clients wait in the kernel's backlog.
@@ -220,8 +240,9 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
         let stopped = stopped.clone();
+        let alt_svc = alt_svc.clone();
         connections.spawn(async move {
-            serve_connection(stream, remote, index, shared, stopped).await;
+            serve_connection(stream, remote, index, shared, stopped, alt_svc).await;
             drop(permit);
         });
     }
@@ -233,6 +254,7 @@ async fn serve_connection(
     index: usize,
     shared: Arc<Shared>,
     stopped: watch::Receiver<bool>,
+    alt_svc: Option<http::HeaderValue>,
 ) {
     let runtime = shared.runtime.load_full();
     let listener_name = runtime.listeners[index].name.to_string();
@@ -244,12 +266,12 @@ async fn serve_connection(
     let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            metrics::counter!(m::TLS_HANDSHAKES, "listener" => listener_name, "outcome" => "failed", "version" => "none", "resumed" => "false").increment(1);
+            metrics::counter!(m::TLS_HANDSHAKES, "listener" => listener_name, "outcome" => "failed", "version" => "none", "resumed" => "false", "transport" => "tcp").increment(1);
             tracing::debug!(client = %remote, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
-            metrics::counter!(m::TLS_HANDSHAKES, "listener" => listener_name, "outcome" => "timeout", "version" => "none", "resumed" => "false").increment(1);
+            metrics::counter!(m::TLS_HANDSHAKES, "listener" => listener_name, "outcome" => "timeout", "version" => "none", "resumed" => "false", "transport" => "tcp").increment(1);
             return;
         }
     };
@@ -260,7 +282,7 @@ async fn serve_connection(
         _ => "other",
     };
     let resumed = session.handshake_kind() == Some(HandshakeKind::Resumed);
-    metrics::counter!(m::TLS_HANDSHAKES, "listener" => listener_name.clone(), "outcome" => "ok", "version" => version, "resumed" => if resumed { "true" } else { "false" }).increment(1);
+    metrics::counter!(m::TLS_HANDSHAKES, "listener" => listener_name.clone(), "outcome" => "ok", "version" => version, "resumed" => if resumed { "true" } else { "false" }, "transport" => "tcp").increment(1);
     metrics::histogram!(m::TLS_HANDSHAKE_DURATION, "listener" => listener_name.clone())
         .record(started.elapsed().as_secs_f64());
     let h2 = session.alpn_protocol() == Some(b"h2");
@@ -273,12 +295,15 @@ async fn serve_connection(
         peer,
         activity: Activity::default(),
         close: tokio::sync::Notify::new(),
+        alt_svc,
     });
     let open = metrics::gauge!(m::CONNECTIONS_OPEN, "listener" => listener_name);
     open.increment(1.0);
     let service = {
         let conn = Arc::clone(&conn);
-        hyper::service::service_fn(move |req: hyper::Request<Incoming>| pipeline::handle(Arc::clone(&conn), req))
+        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            pipeline::handle(Arc::clone(&conn), req.map(http_body_util::Either::Left))
+        })
     };
     let io = TokioIo::new(tls);
     if h2 {

@@ -16,33 +16,22 @@ use serde_json::Value;
 use spinegate::auth::token::jose::{Alg, KeySet, Limits, decode};
 use spinegate_devpki::Issued;
 use spinegate_devpki::token::{KeyEndpoint, RoleSpec, TokenIssuer};
-use support::{ALICE, AUDIENCE, CLINICIAN_AND_CLERK_ROLES, Client, ERIN, Gw, ISSUER, Pki, Resp, client_config, within};
+use support::{
+    ALICE, AUDIENCE, CLINICIAN_AND_CLERK_ROLES, Client, ERIN, Gw, ISSUER, Pki, Resp, SCOPED_ROUTES, client_config,
+    within,
+};
 
 const FRANK: &str = "555000000006";
 const GRACE: &str = "555000000007";
 
 /// alice: a clinician at RX1; erin: an admin clerk at RX1; frank: clinician at RX1 and RX2.
 fn roles() -> String {
-    format!(
-        r#"{CLINICIAN_AND_CLERK_ROLES}
-[[user]]
-id = "555000000006"
-[[user.role]]
-id = "555254242106"
-org = "RX1"
-role_code = "S8000:G8000:R8000"
-activities = ["B0360"]
-[[user.role]]
-id = "555254242107"
-org = "RX2"
-role_code = "S8000:G8000:R8000"
-activities = ["B0360", "B0825"]
-"#
-    )
+    format!("{CLINICIAN_AND_CLERK_ROLES}{}", support::frank(&["B0825"]))
 }
 
 fn routes() -> String {
-    r#"
+    [
+        r#"
 [authorization]
 activities = { B0360 = "View patient medical record", B0370 = "View Summary Care Record", B0572 = "Manage appointments", B0820 = "View patient demographics", B0825 = "Amend patient demographics" }
 [[authorization.baseline]]
@@ -64,32 +53,9 @@ activities_any = ["B0820", "B0370"]
 methods = ["POST", "PUT", "PATCH", "DELETE"]
 activities_all = ["B0825", "B0360"]
 
-[[route]]
-name = "organisation"
-path_prefix = "/Organization"
-upstream = "demo"
-organisation_segment = 2
-[[route.rule]]
-methods = ["GET"]
-activities_any = ["B0360"]
-
-[[route]]
-name = "scr"
-path_prefix = "/scr"
-upstream = "demo"
-[[route.rule]]
-methods = ["GET"]
-min_assurance = 3
-organisation_scope = false
-
-[[route]]
-name = "cards-only"
-path_prefix = "/cards"
-upstream = "demo"
-[[route.rule]]
-methods = ["*"]
-auth_methods = ["smartcard"]
-organisation_scope = false
+"#,
+        SCOPED_ROUTES,
+        r#"
 
 [[route]]
 name = "security-keys"
@@ -107,8 +73,9 @@ upstream = "demo"
 [[route.rule]]
 methods = ["GET"]
 public = true
-"#
-    .to_owned()
+"#,
+    ]
+    .concat()
 }
 
 struct World {

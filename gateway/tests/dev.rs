@@ -62,6 +62,7 @@ async fn dev_world_serves_its_demo_users_as_the_manifest_describes() {
     assert_eq!(manifest, world.manifest);
     assert!(manifest.gateway_url.starts_with("https://localhost:"));
     assert!(manifest.admin_url.starts_with("http://127.0.0.1:"));
+    assert!(manifest.h3, "the dev world serves HTTP/3");
     assert!(manifest.server_ca.exists());
     for name in ["alice", "bob", "carol", "dave"] {
         let u = manifest.user(name).unwrap_or_else(|| panic!("{name} missing"));
@@ -75,17 +76,17 @@ async fn dev_world_serves_its_demo_users_as_the_manifest_describes() {
     assert_eq!(r.json()["resourceType"], "Patient");
     assert_eq!(r.received("nhsd-identity-uuid").as_deref(), Some(manifest.user("alice").unwrap().user_id.as_str()));
 
-    // bob's card is revoked: the dev CRL, loaded before the gateway serves, refuses him at the
-    // handshake; the manifest says so.
+    // bob's card is revoked: the dev CRL, loaded before the gateway serves, knows it at the
+    // handshake; the dev listener explains rather than alerts, so every request on his
+    // connection is refused with what to do. The manifest says so too.
     assert!(manifest.user("bob").unwrap().revoked);
     assert!(!manifest.user("alice").unwrap().revoked);
     assert!(manifest.ocsp_url.starts_with("http://127.0.0.1:"));
-    let bob = match connect(&manifest, "bob").await {
-        Ok(mut client) => client.get("/metadata").await.err().map(|e| format!("{e:?}")),
-        Err(e) => Some(e.to_string()),
-    };
-    let bob = bob.expect("bob must be refused");
-    assert!(bob.contains("CertificateRevoked"), "{bob}");
+    let mut bob = connect(&manifest, "bob").await.unwrap();
+    let r = bob.get("/metadata").await.unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["reason"], "certificate_revoked");
+    assert!(r.json()["detail"].as_str().unwrap().contains("cancelled"), "{:?}", r.body);
     assert!(world.ocsp.requests() >= 1, "alice's status came from the dev OCSP responder");
 
     let mut carol = connect(&manifest, "carol").await.unwrap();
@@ -96,14 +97,12 @@ async fn dev_world_serves_its_demo_users_as_the_manifest_describes() {
     // second, 29 (whole days left) after it.
     assert!(warning.starts_with("29 days;") || warning.starts_with("30 days;"), "{warning}");
 
-    // dave's certificate has expired: the TLS 1.3 handshake completes client-side, then the
-    // first exchange fails with the gateway's certificate_expired alert.
-    let dave = match connect(&manifest, "dave").await {
-        Ok(mut client) => client.get("/metadata").await.err().map(|e| format!("{e:?}")),
-        Err(e) => Some(e.to_string()),
-    };
-    let dave = dave.expect("dave must be refused");
-    assert!(dave.contains("CertificateExpired"), "{dave}");
+    // dave's certificate has expired: explained too, never proxied.
+    let mut dave = connect(&manifest, "dave").await.unwrap();
+    let r = dave.get("/Patient/9000000009").await.unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["reason"], "certificate_expired");
+    assert!(r.json()["received_headers"].is_null(), "nothing reached the service");
 
     // grace has no smartcard: her security-key token from the dev issuer lets her in, as
     // herself, with the authenticator named; without it the request is refused.

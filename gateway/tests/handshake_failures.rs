@@ -1,6 +1,7 @@
 //! Certificates that must not get through the TLS handshake, each with the matching alert and a
-//! counted reason: untrusted CA, expired, not yet valid, wrong EKU, chain too deep or too large,
-//! a forged issuer, a subject with no user identity.
+//! counted reason: untrusted CA, expired, not yet valid (under `certificate_problems = "alert"`;
+//! the default explains those, `tests/guidance.rs`), wrong EKU, chain too deep or too large, a
+//! forged issuer, a subject with no user identity.
 
 mod support;
 
@@ -36,10 +37,16 @@ async fn certificate_from_an_untrusted_ca_fails_with_unknown_ca() {
     refused(&gw, &pki, &eve, AlertDescription::UnknownCA, "unknown_ca").await;
 }
 
+/// A gateway whose listener alerts rather than explains (`certificate_problems = "alert"`), for
+/// the certificates the default would let through to explain (`tests/guidance.rs`).
+async fn alerting(pki: &Pki) -> Gw {
+    Gw::start(pki, |s| s.certificate_problems("alert")).await
+}
+
 #[tokio::test]
 async fn expired_certificate_fails_with_certificate_expired() {
     let pki = Pki::new();
-    let gw = Gw::start(&pki, |_| {}).await;
+    let gw = alerting(&pki).await;
     let dave = card(
         &pki.issuing,
         LeafSpec::smartcard("555000000004", "DAVIES", "Dave").expired_since(time::Duration::days(1)),
@@ -50,7 +57,7 @@ async fn expired_certificate_fails_with_certificate_expired() {
 #[tokio::test]
 async fn not_yet_valid_certificate_fails_with_certificate_expired() {
     let pki = Pki::new();
-    let gw = Gw::start(&pki, |_| {}).await;
+    let gw = alerting(&pki).await;
     let early = card(
         &pki.issuing,
         LeafSpec::smartcard("555000000010", "EARLY", "Ed").not_yet_valid_for(time::Duration::days(2)),
@@ -151,9 +158,8 @@ async fn certificate_without_a_user_id_fails_with_bad_certificate() {
 #[tokio::test]
 async fn refused_handshakes_are_counted_by_outcome() {
     let pki = Pki::new();
-    let gw = Gw::start(&pki, |_| {}).await;
-    let series =
-        "spinegate_tls_handshakes_total{listener=\"test\",outcome=\"failed\",version=\"none\",resumed=\"false\"}";
+    let gw = alerting(&pki).await;
+    let series = "spinegate_tls_handshakes_total{listener=\"test\",outcome=\"failed\",version=\"none\",resumed=\"false\",transport=\"tcp\"}";
     let before = gw.metric(series).await;
     let dave = card(
         &pki.issuing,

@@ -356,8 +356,15 @@ fn ports_match_the_config_listeners_and_probes_use_the_admin_port() {
         assert!(block.contains(&format!("path: {path}")), "{probe} asks {path}:\n{block}");
         assert!(block.contains("port: admin"), "{probe} asks the admin port:\n{block}");
     }
+    // HTTP/3: the UDP port is exposed exactly when the configuration serves it.
+    let http3 = at(&values, "http3.enabled").as_bool().expect("http3.enabled is a boolean");
+    assert_eq!(http3, config.listeners[0].http3.is_some(), "values http3.enabled must match [listener.http3]");
+    let udp =
+        "- name: h3\n              containerPort: {{ .Values.containerPorts.https }}\n              protocol: UDP";
+    assert!(deployment.contains(udp), "deployment.yaml declares the h3 UDP port");
     let service = template("service.yaml");
     assert!(service.contains("targetPort: https") && service.contains("targetPort: admin"), "{service}");
+    assert!(service.contains("targetPort: h3\n      protocol: UDP"), "{service}");
     let monitor = template("servicemonitor.yaml");
     assert!(monitor.contains("port: admin") && monitor.contains("path: /metrics"), "{monitor}");
 }

@@ -101,6 +101,8 @@ fn card_with_ocsp(pki: &Pki, user_id: &str, ocsp_url: &str) -> Issued {
 async fn ocsp_gateway(pki: &Pki, fetch_timeout: &str) -> Gw {
     let fetch_timeout = fetch_timeout.to_owned();
     Gw::start(pki, |s| {
+        // These tests pin the handshake's certificate_revoked alert; tests/guidance.rs the default.
+        s.certificate_problems("alert");
         s.revocation_policy = "sources = [\"ocsp\"]".into();
         s.revocation = format!("fetch_timeout = \"{fetch_timeout}\"\nmax_age = \"60s\"\n");
     })
@@ -261,6 +263,7 @@ fn gencrl(config: &Path, out: &Path) {
 async fn crl_gateway(pki: &Pki, crl_files: &[&Path]) -> Gw {
     let files = crl_files.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ");
     Gw::start(pki, |s| {
+        s.certificate_problems("alert");
         s.revocation_policy = "sources = []".into();
         s.extra = format!(
             "[[client_auth.issuer]]\nname = \"crl-issuing\"\ncertificate = {:?}\n[client_auth.issuer.revocation]\nsources = [\"crl\"]\ncrl_files = [{files}]\n",
@@ -359,7 +362,11 @@ async fn crl_is_fetched_from_the_certificates_distribution_point() {
     let bob = pki
         .issue(LeafSpec::smartcard("555000000002", "B", "B").key(KeyKind::EcdsaP256).crl_url(&url).serial(&bob_serial));
 
-    let gw = Gw::start(&pki, |s| s.revocation_policy = "sources = [\"crl\"]".into()).await;
+    let gw = Gw::start(&pki, |s| {
+        s.certificate_problems("alert");
+        s.revocation_policy = "sources = [\"crl\"]".into();
+    })
+    .await;
     assert_eq!(get(&gw, &pki, &alice).await.status, 200);
     // alice's request fetched the CRL; bob is now known revoked at his handshake.
     let alert = handshake_alert(gw.addr, client_config(&pki, Some(&bob), &[b"http/1.1"])).await;

@@ -24,7 +24,7 @@ use spinegate_config::{HostHeader, Upstream, UpstreamProtocol};
 use crate::material::{self, MaterialError};
 
 /// The request body type sent upstream: the client's body, capped.
-pub type UpstreamBody = Limited<Incoming>;
+pub type UpstreamBody = Limited<crate::pipeline::RequestBody>;
 
 /// Why forwarding failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,8 @@
 //! TLS termination: one rustls `ServerConfig` per listener, on the aws-lc-rs provider — TLS 1.3
 //! and 1.2, certificates chosen by SNI (and by what the client can verify), ALPN `h2` and
 //! `http/1.1`, resumption by tickets or session ids, client certificates through
-//! [`verifier::ClientVerifier`].
+//! [`verifier::ClientVerifier`]. HTTP/3 listeners get a QUIC variant of the same configuration
+//! ([`quic_config`]).
 
 pub mod sni;
 pub mod verifier;
@@ -75,4 +76,58 @@ pub fn server_config(
         }
     }
     Ok(Arc::new(config))
+}
+
+/// A listener's QUIC (HTTP/3) TLS configuration, and the rustls configuration inside it.
+#[derive(Clone)]
+pub struct QuicConfig {
+    /// What quinn uses.
+    pub quic: Arc<quinn::crypto::rustls::QuicServerConfig>,
+    /// The rustls configuration it wraps.
+    pub tls: Arc<ServerConfig>,
+}
+
+impl std::fmt::Debug for QuicConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicConfig").field("alpn", &self.tls.alpn_protocols).finish_non_exhaustive()
+    }
+}
+
+/// The QUIC (HTTP/3) variant of a listener's configuration: the same certificates, client
+/// verifier and resumption state, ALPN `h3`, TLS 1.3 only (QUIC has nothing else), and no 0-RTT
+/// — early data would reach the pipeline before the client's certificate is proven, and could be
+/// replayed.
+pub fn quic_config(tcp: &ServerConfig) -> Result<QuicConfig, MaterialError> {
+    let mut config = tcp.clone();
+    config.alpn_protocols = vec![b"h3".to_vec()];
+    config.max_early_data_size = 0;
+    let tls = Arc::new(config);
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::clone(&tls))
+        .map_err(|e| MaterialError::Tls(e.to_string()))?;
+    Ok(QuicConfig { quic: Arc::new(quic), tls })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quic_configs_speak_h3_only_and_refuse_early_data() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap().self_signed(&key).unwrap();
+        let mut tcp = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        tcp.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        tcp.max_early_data_size = 16_384;
+        let quic = quic_config(&tcp).unwrap();
+        assert_eq!(quic.tls.alpn_protocols, vec![b"h3".to_vec()]);
+        assert_eq!(quic.tls.max_early_data_size, 0, "0-RTT must stay off");
+    }
 }

@@ -1,6 +1,13 @@
 //! The rustls client-certificate verifier: chain cache first, then webpki path validation to the
 //! configured anchors, and a refusal of certificates already known to be revoked. Every outcome is
 //! counted by reason.
+//!
+//! Under `certificate_problems = "explain"` a chain that reaches a trusted anchor but is expired,
+//! not yet valid or revoked completes the handshake (still counted and logged as refused): the
+//! per-connection check ([`crate::peer::Peer::handshake_refusal`]) then refuses every request on
+//! the connection with a page that says what to do. Nothing else changes: unknown CAs, bad
+//! signatures, wrong purposes and malformed chains fail the handshake, and such chains are never
+//! cached.
 
 use std::sync::Arc;
 
@@ -9,7 +16,7 @@ use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signat
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use spinegate_config::ClientCertificatePolicy;
+use spinegate_config::{CertificateProblems, ClientCertificatePolicy};
 use spinegate_revocation::Revocation;
 
 use crate::metrics as m;
@@ -25,10 +32,12 @@ pub struct ClientVerifier {
     policy: ClientCertificatePolicy,
     provider: Arc<CryptoProvider>,
     listener: Arc<str>,
+    problems: CertificateProblems,
 }
 
 impl ClientVerifier {
-    /// A verifier over `trust`, remembering results in `cache`.
+    /// A verifier over `trust`, remembering results in `cache`, that fails the handshake of every
+    /// refused certificate (see [`ClientVerifier::certificate_problems`]).
     pub fn new(
         trust: Arc<TrustStore>,
         cache: Arc<Cache>,
@@ -37,7 +46,14 @@ impl ClientVerifier {
         provider: Arc<CryptoProvider>,
         listener: Arc<str>,
     ) -> Self {
-        Self { trust, cache, revocation, policy, provider, listener }
+        Self { trust, cache, revocation, policy, provider, listener, problems: CertificateProblems::Alert }
+    }
+
+    /// Sets what a trusted but expired, not yet valid or revoked certificate gets.
+    #[must_use]
+    pub fn certificate_problems(mut self, problems: CertificateProblems) -> Self {
+        self.problems = problems;
+        self
     }
 }
 
@@ -73,6 +89,16 @@ impl ClientCertVerifier for ClientVerifier {
             }
             Err(failure) => {
                 metrics::counter!(m::CLIENT_CERT_VERIFICATIONS, "result" => failure.label()).increment(1);
+                if self.problems == CertificateProblems::Explain
+                    && peer::explainable(&self.trust, end_entity, intermediates, now, &failure)
+                {
+                    tracing::info!(
+                        listener = %self.listener,
+                        reason = failure.label(),
+                        "client certificate refused; the handshake completes so that each request is told why"
+                    );
+                    return Ok(ClientCertVerified::assertion());
+                }
                 tracing::info!(
                     listener = %self.listener,
                     reason = failure.label(),

@@ -427,3 +427,64 @@ org = "RX1"
 role_code = "S8001:G8005:R8008"
 activities = ["B0572"]
 "#;
+
+impl Settings {
+    /// Sets the listener's `certificate_problems`: `"explain"` (the default) completes the
+    /// handshake of a trusted but expired, not yet valid or revoked certificate and refuses each
+    /// request with a page; `"alert"` fails the handshake with the TLS alert.
+    pub fn certificate_problems(&mut self, mode: &str) {
+        self.listener_extra.push_str(&format!("\ncertificate_problems = \"{mode}\"\n"));
+    }
+}
+
+/// Routes the authorisation and guidance tests share: `/Organization/{ods}` scoped by a path
+/// segment (B0360), `/scr` needing assurance level 3, and `/cards` for smartcard users only.
+pub const SCOPED_ROUTES: &str = r#"
+[[route]]
+name = "organisation"
+path_prefix = "/Organization"
+upstream = "demo"
+organisation_segment = 2
+[[route.rule]]
+methods = ["GET"]
+activities_any = ["B0360"]
+
+[[route]]
+name = "scr"
+path_prefix = "/scr"
+upstream = "demo"
+[[route.rule]]
+methods = ["GET"]
+min_assurance = 3
+organisation_scope = false
+
+[[route]]
+name = "cards-only"
+path_prefix = "/cards"
+upstream = "demo"
+[[route.rule]]
+methods = ["*"]
+auth_methods = ["smartcard"]
+organisation_scope = false
+"#;
+
+/// A role-directory entry for `user`: one clinician role (`role_id`, B0360: view patient records)
+/// at `org`.
+pub fn clinician(user: &str, role_id: &str, org: &str) -> String {
+    format!(
+        "\n[[user]]\nid = \"{user}\"\n[[user.role]]\nid = \"{role_id}\"\norg = \"{org}\"\n\
+         role_code = \"S8000:G8000:R8000\"\nactivities = [\"B0360\"]\n"
+    )
+}
+
+/// frank's role-directory entry: a clinician at RX1 (`555254242106`) and at RX2
+/// (`555254242107`), with `extra_rx2` activities added at RX2.
+pub fn frank(extra_rx2: &[&str]) -> String {
+    let mut rx2 = vec!["\"B0360\"".to_owned()];
+    rx2.extend(extra_rx2.iter().map(|a| format!("\"{a}\"")));
+    format!(
+        "{}[[user.role]]\nid = \"555254242107\"\norg = \"RX2\"\nrole_code = \"S8000:G8000:R8000\"\nactivities = [{}]\n",
+        clinician("555000000006", "555254242106", "RX1"),
+        rx2.join(", ")
+    )
+}

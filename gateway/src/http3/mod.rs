@@ -1,0 +1,334 @@
+//! HTTP/3 over QUIC (quinn + h3) beside a TCP listener: the same port number over UDP, the same
+//! certificates and client-certificate verifier (so the same chain cache and revocation checks),
+//! and every request through the same [`pipeline::handle`] as TCP — authentication, the
+//! per-request certificate re-check, policy, audit and proxying (upstreams stay HTTP/1.1 or
+//! HTTP/2).
+//!
+//! 0-RTT is off ([`crate::tls::quic_config`]). A resumed QUIC session carries the certificate the
+//! original handshake verified; it is re-checked on every request like any other. Reloads hand
+//! each endpoint the new TLS configuration ([`refresh`]); shutdown refuses new connections, sends
+//! each connection GOAWAY, lets its requests finish and closes it.
+
+mod body;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Response, header};
+use http_body_util::{BodyExt, Either};
+use spinegate_config::Http3;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::task::TaskTracker;
+
+pub use body::RequestBody;
+
+use crate::metrics as m;
+use crate::peer::Peer;
+use crate::pipeline::{self, Activity, Conn};
+use crate::runtime::Shared;
+
+/// HTTP/3 `H3_NO_ERROR`: the code a connection closes with after a graceful drain.
+const H3_NO_ERROR: u32 = 0x100;
+
+/// One HTTP/3 endpoint, kept so a reload can give it the new TLS configuration.
+#[derive(Debug)]
+pub struct H3Endpoint {
+    index: usize,
+    endpoint: quinn::Endpoint,
+    transport: Arc<quinn::TransportConfig>,
+}
+
+/// Why an HTTP/3 endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum H3Error {
+    /// The UDP socket could not be made or bound.
+    #[error("cannot listen for HTTP/3 on udp {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The transport settings are out of QUIC's range.
+    #[error("[listener.http3]: {0}")]
+    Transport(String),
+}
+
+/// Binds the UDP socket for listener `index` at `addr` with the configured buffer sizes and starts
+/// serving HTTP/3 on it until `stopped`.
+pub(crate) fn start(
+    index: usize,
+    addr: SocketAddr,
+    settings: &Http3,
+    shared: &Arc<Shared>,
+    stopped: watch::Receiver<bool>,
+    connections: TaskTracker,
+) -> Result<SocketAddr, H3Error> {
+    let socket = udp_socket(addr, settings).map_err(|source| H3Error::Bind { addr, source })?;
+    let transport = Arc::new(transport(settings)?);
+    let runtime = shared.runtime.load();
+    let crypto = runtime.quic[index].clone().ok_or_else(|| H3Error::Transport("no QUIC configuration".into()))?;
+    drop(runtime);
+    let mut config = quinn::ServerConfig::with_crypto(crypto.quic);
+    config.transport_config(Arc::clone(&transport));
+    let endpoint =
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(config), socket, Arc::new(quinn::TokioRuntime))
+            .map_err(|source| H3Error::Bind { addr, source })?;
+    let bound = endpoint.local_addr().map_err(|source| H3Error::Bind { addr, source })?;
+    shared.h3.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(H3Endpoint {
+        index,
+        endpoint: endpoint.clone(),
+        transport,
+    });
+    let slots = Arc::new(Semaphore::new(settings.max_connections.get()));
+    tokio::spawn(accept_loop(endpoint, index, Arc::clone(shared), stopped, connections, slots));
+    Ok(bound)
+}
+
+/// Gives every HTTP/3 endpoint the current runtime's TLS configuration: new handshakes use it,
+/// open connections keep theirs (their certificate is re-checked per request regardless).
+pub(crate) fn refresh(shared: &Shared) {
+    let runtime = shared.runtime.load();
+    for h3 in shared.h3.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+        if let Some(crypto) = runtime.quic[h3.index].clone() {
+            let mut config = quinn::ServerConfig::with_crypto(crypto.quic);
+            config.transport_config(Arc::clone(&h3.transport));
+            h3.endpoint.set_server_config(Some(config));
+        }
+    }
+}
+
+fn udp_socket(addr: SocketAddr, settings: &Http3) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // The kernel may cap these (net.core.rmem_max / wmem_max); it is not an error if it does,
+    // and the effective sizes are logged.
+    socket.set_recv_buffer_size(settings.udp_receive_buffer)?;
+    socket.set_send_buffer_size(settings.udp_send_buffer)?;
+    socket.bind(&addr.into())?;
+    tracing::debug!(
+        %addr,
+        receive_buffer = socket.recv_buffer_size().unwrap_or(0),
+        send_buffer = socket.send_buffer_size().unwrap_or(0),
+        "HTTP/3 socket bound"
+    );
+    Ok(socket.into())
+}
+
+fn transport(settings: &Http3) -> Result<quinn::TransportConfig, H3Error> {
+    let mut transport = quinn::TransportConfig::default();
+    let idle = quinn::IdleTimeout::try_from(settings.transport_idle_timeout)
+        .map_err(|e| H3Error::Transport(format!("transport_idle_timeout: {e}")))?;
+    transport
+        .max_idle_timeout(Some(idle))
+        .max_concurrent_bidi_streams(settings.max_concurrent_streams.into())
+        // Clients open three unidirectional streams (control, QPACK encoder and decoder); a few
+        // more are harmless, many are not.
+        .max_concurrent_uni_streams(8u32.into());
+    Ok(transport)
+}
+
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    index: usize,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+    connections: TaskTracker,
+    slots: Arc<Semaphore>,
+) {
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => incoming,
+                None => return,
+            },
+            _ = stopped.changed() => break,
+        };
+        // At the cap the client is refused at once and falls back to TCP.
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            let name = shared.runtime.load().listeners[index].name.to_string();
+            metrics::counter!(m::TLS_HANDSHAKES, "listener" => name, "outcome" => "refused", "version" => "none", "resumed" => "false", "transport" => "quic").increment(1);
+            incoming.refuse();
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        let stopped = stopped.clone();
+        connections.spawn(async move {
+            serve_connection(incoming, index, shared, stopped).await;
+            drop(permit);
+        });
+    }
+    // Draining: no new connections; those open finish their requests (their tasks are in
+    // `connections`, which shutdown waits for), then the endpoint says goodbye.
+    endpoint.set_server_config(None);
+    connections.spawn(async move {
+        endpoint.wait_idle().await;
+    });
+}
+
+async fn serve_connection(
+    incoming: quinn::Incoming,
+    index: usize,
+    shared: Arc<Shared>,
+    stopped: watch::Receiver<bool>,
+) {
+    let remote = incoming.remote_address();
+    let runtime = shared.runtime.load_full();
+    let listener_name = runtime.listeners[index].name.to_string();
+    let limits = runtime.limits.clone();
+    drop(runtime);
+    let failed = |outcome: &'static str| {
+        metrics::counter!(m::TLS_HANDSHAKES, "listener" => listener_name.clone(), "outcome" => outcome, "version" => "none", "resumed" => "false", "transport" => "quic").increment(1);
+    };
+
+    let started = Instant::now();
+    let connecting = match incoming.accept() {
+        Ok(connecting) => connecting,
+        Err(e) => {
+            failed("failed");
+            tracing::debug!(client = %remote, error = %e, "QUIC connection not accepted");
+            return;
+        }
+    };
+    let connection = match tokio::time::timeout(limits.handshake_timeout, connecting).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(e)) => {
+            failed("failed");
+            tracing::debug!(client = %remote, error = %e, "QUIC handshake failed");
+            return;
+        }
+        Err(_) => {
+            failed("timeout");
+            return;
+        }
+    };
+    // quinn does not say whether the TLS session was resumed.
+    metrics::counter!(m::TLS_HANDSHAKES, "listener" => listener_name.clone(), "outcome" => "ok", "version" => "1.3", "resumed" => "unknown", "transport" => "quic").increment(1);
+    metrics::histogram!(m::TLS_HANDSHAKE_DURATION, "listener" => listener_name.clone())
+        .record(started.elapsed().as_secs_f64());
+    let peer = connection
+        .peer_identity()
+        .and_then(|identity| identity.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>().ok())
+        .and_then(|chain| Peer::new(&chain));
+
+    let conn = Arc::new(Conn {
+        shared,
+        listener: index,
+        remote,
+        peer,
+        activity: Activity::default(),
+        close: tokio::sync::Notify::new(),
+        alt_svc: None,
+    });
+    let open = metrics::gauge!(m::CONNECTIONS_OPEN, "listener" => listener_name);
+    open.increment(1.0);
+    let cap = u64::try_from(limits.max_request_header_bytes.get().saturating_mul(2)).unwrap_or(u64::MAX);
+    match h3::server::builder().max_field_section_size(cap).build(h3_quinn::Connection::new(connection.clone())).await {
+        Ok(h3) => drive(h3, &conn, &connection, stopped, limits.idle_timeout).await,
+        Err(e) => tracing::debug!(client = %remote, error = %e, "HTTP/3 connection setup failed"),
+    }
+    open.decrement(1.0);
+}
+
+type H3Connection = h3::server::Connection<h3_quinn::Connection, Bytes>;
+
+/// Accepts requests until the client goes, the gateway drains, a refusal closes the connection,
+/// or `idle_timeout` passes without a request; then sends GOAWAY, lets accepted requests finish
+/// and closes the connection.
+async fn drive(
+    mut h3: H3Connection,
+    conn: &Arc<Conn>,
+    connection: &quinn::Connection,
+    mut stopped: watch::Receiver<bool>,
+    idle_timeout: Duration,
+) {
+    let requests = TaskTracker::new();
+    let mut idle_check =
+        tokio::time::interval((idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(15)));
+    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let graceful = loop {
+        tokio::select! {
+            accepted = h3.accept() => match accepted {
+                Ok(Some(resolver)) => {
+                    let conn = Arc::clone(conn);
+                    requests.spawn(async move {
+                        match resolver.resolve_request().await {
+                            Ok((request, stream)) => serve_request(conn, request, stream).await,
+                            Err(e) => tracing::debug!(client = %conn.remote, error = %e, "HTTP/3 request unreadable"),
+                        }
+                    });
+                }
+                // The client sent GOAWAY (or closed) and every request is done.
+                Ok(None) => break false,
+                Err(e) => {
+                    tracing::debug!(client = %conn.remote, error = %e, "HTTP/3 connection ended");
+                    break false;
+                }
+            },
+            _ = stopped.changed() => break true,
+            () = conn.close.notified() => break true,
+            _ = idle_check.tick() => {
+                if conn.activity.idle_for() >= idle_timeout {
+                    break true;
+                }
+            }
+        }
+    };
+    if graceful {
+        // GOAWAY naming the last accepted request: the client retries later ones elsewhere.
+        if let Err(e) = h3.shutdown(0).await {
+            tracing::debug!(client = %conn.remote, error = %e, "HTTP/3 GOAWAY not sent");
+        }
+    }
+    requests.close();
+    requests.wait().await;
+    connection.close(H3_NO_ERROR.into(), b"");
+}
+
+async fn serve_request(
+    conn: Arc<Conn>,
+    request: http::Request<()>,
+    stream: h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
+) {
+    let remote = conn.remote;
+    let (mut send, recv) = stream.split();
+    let request = request.map(|()| Either::Right(RequestBody::new(recv)));
+    let Ok(response) = pipeline::handle(conn, request).await;
+    let (mut parts, mut body) = response.into_parts();
+    // Connection-specific fields are malformed in HTTP/3 (RFC 9114 §4.2).
+    parts.headers.remove(header::CONNECTION);
+    if let Err(e) = send.send_response(Response::from_parts(parts, ())).await {
+        tracing::debug!(client = %remote, error = %e, "HTTP/3 response not sent");
+        return;
+    }
+    while let Some(frame) = body.frame().await {
+        let sent = match frame {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => send.send_data(data).await,
+                Err(frame) => match frame.into_trailers() {
+                    Ok(trailers) => send.send_trailers(trailers).await,
+                    Err(_) => Ok(()),
+                },
+            },
+            Err(e) => {
+                // The upstream broke mid-body: the client must not take a truncated body as whole.
+                tracing::debug!(client = %remote, error = %e, "upstream body failed; HTTP/3 stream reset");
+                send.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
+                return;
+            }
+        };
+        if let Err(e) = sent {
+            tracing::debug!(client = %remote, error = %e, "HTTP/3 client went away");
+            return;
+        }
+    }
+    if let Err(e) = send.finish().await {
+        tracing::debug!(client = %remote, error = %e, "HTTP/3 stream not finished");
+    }
+}
