@@ -30,7 +30,8 @@ pub mod leaf;
 pub mod manifest;
 pub mod nhs_number;
 pub mod ocsp;
-mod serve;
+pub mod population;
+pub mod serve;
 pub mod token;
 pub mod world;
 
@@ -62,4 +63,21 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+}
+
+/// A TOML basic string: `s` quoted, with quotes, backslashes and control characters escaped (for
+/// configuration files generated from paths and URLs).
+pub fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

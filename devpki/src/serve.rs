@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Serves `handler` on `listener` in a background task until `stopped` changes.
-pub(crate) fn spawn<H, F>(listener: TcpListener, mut stopped: watch::Receiver<bool>, handler: H)
+pub fn spawn<H, F>(listener: TcpListener, mut stopped: watch::Receiver<bool>, handler: H)
 where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
@@ -25,6 +25,7 @@ where
                 _ = stopped.changed() => return,
             };
             let Ok((stream, _)) = accepted else { continue };
+            let _ = stream.set_nodelay(true);
             let handler = handler.clone();
             tokio::spawn(async move {
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())

@@ -11,7 +11,7 @@ use spinegate_devpki::demo_service::DemoService;
 use spinegate_devpki::ocsp::OcspResponder;
 use spinegate_devpki::token::{KeyEndpoint, RoleSpec, TokenIssuer};
 use spinegate_devpki::world::{TOKEN_ONLY_USERS, demo_roles};
-use spinegate_devpki::{DevWorld, Manifest, ManifestRole, ManifestUser};
+use spinegate_devpki::{DevWorld, Manifest, ManifestRole, ManifestUser, toml_string};
 
 use crate::{Gateway, Options, StartError};
 
@@ -371,20 +371,4 @@ format = "text"
         jwks = toml_string(jwks_url),
         audience = toml_string(DEV_TOKEN_AUDIENCE),
     )
-}
-
-/// A TOML basic string.
-fn toml_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }

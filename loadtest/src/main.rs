@@ -1,25 +1,26 @@
-//! `spinegate-loadtest`: the national login peak simulator. It speaks to a gateway over the wire
-//! only (spinegate or any other TLS gateway on the same PKI), so it depends on `devpki` for
-//! certificates and never on the gateway crate.
-//!
-//! This release carries the command-line surface only; scenarios arrive with the load-test work
-//! (see ARCHITECTURE.md, "spinegate-loadtest").
+//! `spinegate-loadtest`: parse arguments, start the runtime, run the subcommand. Exit status 0
+//! when everything matched, 1 when a run found mismatches, 2 on an error.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-
-#[derive(Parser)]
-#[command(name = "spinegate-loadtest", version, about = "National login peak simulator for spinegate")]
-struct Cli {
-    /// A `spinegate dev` manifest describing the gateway and its users.
-    #[arg(long)]
-    manifest: Option<std::path::PathBuf>,
-}
+use spinegate_loadtest::cli::{Cli, execute};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _ = cli.manifest;
-    eprintln!("spinegate-loadtest: no scenarios are available in this release");
-    ExitCode::from(2)
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("spinegate-loadtest: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(execute(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("spinegate-loadtest: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }
