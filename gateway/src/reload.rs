@@ -196,48 +196,83 @@ async fn apply(shared: &Shared, config: &Config) -> Result<(), ReloadError> {
     Ok(())
 }
 
-/// The directories whose changes may change what the configuration at `path` loads: the
-/// configuration's own and those of every file it names that nothing else watches (CRL files, the
-/// deny list and the role-directory file are polled by their owners).
-pub fn watched_directories(path: &Path, config: Option<&Config>) -> BTreeSet<PathBuf> {
-    let parent = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    let mut dirs = BTreeSet::from([parent(path)]);
-    let Some(config) = config else { return dirs };
-    let mut files: Vec<&Path> = Vec::new();
-    for listener in &config.listeners {
-        for certificate in &listener.certificates {
-            files.push(&certificate.cert);
-            files.push(&certificate.key);
-        }
-    }
-    files.extend(config.client_auth.trust_anchors.iter().map(PathBuf::as_path));
-    files.extend(config.client_auth.intermediates.iter().map(PathBuf::as_path));
-    files.extend(config.client_auth.issuers.iter().map(|i| i.certificate.as_path()));
-    for upstream in &config.upstreams {
-        if let Some(tls) = &upstream.tls {
-            files.extend(tls.ca.iter().map(PathBuf::as_path));
-            if let Some((cert, key)) = &tls.client_identity {
-                files.push(cert);
-                files.push(key);
-            }
-        }
-    }
-    if let Some(assertion) = &config.identity_assertion {
-        files.push(&assertion.key);
-        files.extend(assertion.previous_keys.iter().map(PathBuf::as_path));
-    }
-    dirs.extend(files.into_iter().map(parent));
-    // The guidance templates are the files in this directory: an edited page reloads.
-    dirs.extend(config.guidance.template_dir.clone());
-    dirs
+/// What a reload depends on: the configuration file and every file it names that nothing else
+/// watches (CRL files, the deny list and the role-directory file are polled by their owners),
+/// the guidance template directories (any file in them), and the directories to watch for them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Watched {
+    /// Files whose change reloads (absolute).
+    pub files: BTreeSet<PathBuf>,
+    /// Directories any of whose files' change reloads (absolute).
+    pub file_dirs: BTreeSet<PathBuf>,
+    /// Directories to watch.
+    pub dirs: BTreeSet<PathBuf>,
 }
 
-/// Reloads from `path` on SIGHUP and whenever a watched directory changes (changes within a
+impl Watched {
+    /// Whether a change at `path` can change what the configuration loads. Kubernetes updates a
+    /// mounted ConfigMap or Secret by swapping its `..data` symlink, so any `..`-prefixed name
+    /// in a watched directory counts too. Anything else — a log or audit file written beside the
+    /// configuration, an editor's swap file — does not.
+    pub fn concerns(&self, path: &Path) -> bool {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        self.files.contains(&path)
+            || self.file_dirs.contains(&parent)
+            || (self.dirs.contains(&parent) && path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("..")))
+    }
+}
+
+/// What the configuration at `path` (as `config` reads) depends on; see [`Watched`].
+pub fn watched(path: &Path, config: Option<&Config>) -> Watched {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut files: Vec<&Path> = vec![path];
+    let mut file_dirs = BTreeSet::new();
+    if let Some(config) = config {
+        for listener in &config.listeners {
+            for certificate in &listener.certificates {
+                files.push(&certificate.cert);
+                files.push(&certificate.key);
+            }
+        }
+        files.extend(config.client_auth.trust_anchors.iter().map(PathBuf::as_path));
+        files.extend(config.client_auth.intermediates.iter().map(PathBuf::as_path));
+        files.extend(config.client_auth.issuers.iter().map(|i| i.certificate.as_path()));
+        for upstream in &config.upstreams {
+            if let Some(tls) = &upstream.tls {
+                files.extend(tls.ca.iter().map(PathBuf::as_path));
+                if let Some((cert, key)) = &tls.client_identity {
+                    files.push(cert);
+                    files.push(key);
+                }
+            }
+        }
+        if let Some(assertion) = &config.identity_assertion {
+            files.push(&assertion.key);
+            files.extend(assertion.previous_keys.iter().map(PathBuf::as_path));
+        }
+        // The guidance templates are the files in this directory: an edited page reloads.
+        file_dirs.extend(config.guidance.template_dir.iter().map(|d| absolute(d)));
+    }
+    let files: BTreeSet<PathBuf> = files.into_iter().map(absolute).collect();
+    let mut dirs: BTreeSet<PathBuf> = files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect();
+    dirs.extend(file_dirs.iter().cloned());
+    Watched { files, file_dirs, dirs }
+}
+
+/// Reloads from `path` on SIGHUP and whenever a file it depends on changes (changes within a
 /// quarter second are taken together), until `stopped`.
 pub(crate) async fn watch(shared: Arc<Shared>, path: PathBuf, mut stopped: watch::Receiver<bool>) {
     let (events, mut changed) = mpsc::unbounded_channel::<()>();
+    let concerns = Arc::new(std::sync::RwLock::new(Watched::default()));
+    let filter = Arc::clone(&concerns);
     let mut watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+        let Ok(event) = event else { return };
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        let watched = filter.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if event.paths.iter().any(|p| watched.concerns(p)) {
             let _ = events.send(());
         }
     }) {
@@ -250,16 +285,17 @@ pub(crate) async fn watch(shared: Arc<Shared>, path: PathBuf, mut stopped: watch
     let mut watching = BTreeSet::new();
     let mut rewatch = |watcher: &mut Option<notify::RecommendedWatcher>, config: Option<&Config>| {
         let Some(w) = watcher.as_mut() else { return };
-        let wanted = watched_directories(&path, config);
-        for dir in watching.difference(&wanted) {
+        let wanted = watched(&path, config);
+        for dir in watching.difference(&wanted.dirs) {
             let _ = notify::Watcher::unwatch(w, dir);
         }
-        for dir in wanted.difference(&watching) {
+        for dir in wanted.dirs.difference(&watching) {
             if let Err(e) = notify::Watcher::watch(w, dir, notify::RecursiveMode::NonRecursive) {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot watch for changes");
             }
         }
-        watching = wanted;
+        watching = wanted.dirs.clone();
+        *concerns.write().unwrap_or_else(std::sync::PoisonError::into_inner) = wanted;
     };
     rewatch(&mut watcher, spinegate_config::load(&path).ok().as_ref());
 
@@ -288,5 +324,26 @@ pub(crate) async fn watch(shared: Arc<Shared>, path: PathBuf, mut stopped: watch
         if reload_from(&shared, &path, trigger).await.is_ok() {
             rewatch(&mut watcher, spinegate_config::load(&path).ok().as_ref());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_files_the_configuration_depends_on_concern_a_reload() {
+        let dir = std::path::absolute("/etc/spinegate").unwrap();
+        let watched = watched(&dir.join("spinegate.toml"), None);
+        assert!(watched.dirs.contains(&dir));
+        assert!(watched.concerns(&dir.join("spinegate.toml")));
+        // Kubernetes' atomic volume update.
+        assert!(watched.concerns(&dir.join("..data")));
+        assert!(watched.concerns(&dir.join("..2026_11_29_17_00_00.123")));
+        // Logs, audit records and editors' files beside the configuration do not.
+        for other in ["audit.jsonl", "spinegate.log", ".spinegate.toml.swp", "spinegate.toml~"] {
+            assert!(!watched.concerns(&dir.join(other)), "{other}");
+        }
+        assert!(!watched.concerns(Path::new("/var/log/spinegate.toml")));
     }
 }

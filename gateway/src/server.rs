@@ -263,11 +263,12 @@ async fn serve_connection(
     drop(runtime);
 
     let started = Instant::now();
-    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream).into_fallible()).await {
         Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
+        Ok(Err((e, stream))) => {
             metrics::counter!(m::TLS_HANDSHAKES, "listener" => listener_name, "outcome" => "failed", "version" => "none", "resumed" => "false", "transport" => "tcp").increment(1);
             tracing::debug!(client = %remote, error = %e, "TLS handshake failed");
+            linger(stream).await;
             return;
         }
         Err(_) => {
@@ -323,6 +324,29 @@ async fn serve_connection(
         drive(builder.serve_connection(io, service), &conn, stopped, limits.idle_timeout).await;
     }
     open.decrement(1.0);
+}
+
+/// Closes a connection whose handshake failed without losing the alert already written: in TLS
+/// 1.3 the client may have sent its first request before it reads our verdict, and closing a
+/// socket with unread input makes the kernel send a reset that can discard the alert in flight.
+/// So: send FIN, read and discard what arrives until the client closes, for at most a second and
+/// 64 KiB, then close.
+async fn linger(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let mut left = 64 * 1024usize;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 /// hyper's own cap, above ours so that oversized headers reach the pipeline and get a

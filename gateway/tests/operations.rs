@@ -374,3 +374,25 @@ async fn logs_are_json_lines_with_an_access_log_and_never_a_credential() {
     let der = spinegate::auth::token::jose::b64_encode(&card.cert);
     assert!(!all.contains(&der[..60]) && !all.contains("BEGIN CERTIFICATE"), "a certificate reached the log");
 }
+
+#[tokio::test]
+async fn files_written_beside_the_configuration_do_not_reload_it() {
+    let pki = Pki::new();
+    let gw = Gw::start(&pki, |_| {}).await;
+    let config = pki.write("spinegate.toml", &gw.text);
+    gw.gateway.watch(config.clone());
+    let reloads = "spinegate_config_reloads_total{trigger=\"file\",result=\"ok\"}";
+    // Give the watcher time to start, then write an audit log and a log file beside the config,
+    // as `spinegate dev` and many deployments do.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..20 {
+        std::fs::write(pki.path("audit.jsonl"), format!("{{\"n\":{i}}}\n")).unwrap();
+        std::fs::write(pki.path("spinegate.log"), format!("line {i}\n")).unwrap();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(gw.metric(reloads).await, 0.0, "unrelated files reloaded the configuration");
+    // The configuration itself still does.
+    std::fs::write(&config, format!("{}\n# touched\n", gw.text)).unwrap();
+    eventually("the file reload", async || gw.metric(reloads).await >= 1.0).await;
+}
