@@ -32,6 +32,7 @@ pub mod nhs_number;
 pub mod ocsp;
 pub mod population;
 pub mod serve;
+pub mod tickets;
 pub mod token;
 pub mod world;
 

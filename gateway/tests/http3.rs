@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use http::{Request, StatusCode};
-use rustls_pki_types::ServerName;
 use spinegate_devpki::Issued;
 use support::{Client, Gw, Pki, client_config, plain_request, within};
 
@@ -216,7 +215,7 @@ async fn a_revocation_refuses_the_next_request_on_an_open_and_on_a_resumed_conne
     // the session store counts the tickets it hands out.
     let mut tls = Arc::unwrap_or_clone(client_config(&pki, Some(&alice), &[b"h3"]));
     tls.alpn_protocols = vec![b"h3".to_vec()];
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(spinegate_devpki::tickets::TicketCounter::new(32));
     tls.resumption = rustls::client::Resumption::store(Arc::clone(&store) as _);
     let tls = Arc::new(tls);
 
@@ -226,7 +225,7 @@ async fn a_revocation_refuses_the_next_request_on_an_open_and_on_a_resumed_conne
     // is still good.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut resumed = within(10, H3::connect(gw.addr, quic_client_from(Arc::clone(&tls)))).await.unwrap();
-    assert_eq!(store.tickets_offered(), 1, "the second connection offers the first one's session ticket");
+    assert_eq!(store.offered(), 1, "the second connection offers the first one's session ticket");
     assert_eq!(within(10, resumed.get("/metadata")).await.unwrap().status, 200);
 
     // HR cancels the card: the next request on each open connection is refused.
@@ -274,53 +273,6 @@ async fn shutdown_finishes_in_flight_http3_requests_and_closes_the_connection() 
     // The connection was closed by the server after its GOAWAY.
     let closed = within(10, h3.connection.closed()).await;
     assert!(matches!(closed, quinn::ConnectionError::ApplicationClosed(_)), "{closed:?}");
-}
-
-/// A client session store that counts the TLS 1.3 tickets it hands out for resumption.
-#[derive(Debug)]
-struct CountingStore {
-    inner: rustls::client::ClientSessionMemoryCache,
-    taken: std::sync::atomic::AtomicUsize,
-}
-
-impl Default for CountingStore {
-    fn default() -> Self {
-        Self { inner: rustls::client::ClientSessionMemoryCache::new(32), taken: Default::default() }
-    }
-}
-
-impl CountingStore {
-    fn tickets_offered(&self) -> usize {
-        self.taken.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-impl rustls::client::ClientSessionStore for CountingStore {
-    fn set_kx_hint(&self, name: ServerName<'static>, group: rustls::NamedGroup) {
-        self.inner.set_kx_hint(name, group);
-    }
-    fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
-        self.inner.kx_hint(name)
-    }
-    fn set_tls12_session(&self, name: ServerName<'static>, value: rustls::client::Tls12ClientSessionValue) {
-        self.inner.set_tls12_session(name, value);
-    }
-    fn tls12_session(&self, name: &ServerName<'_>) -> Option<rustls::client::Tls12ClientSessionValue> {
-        self.inner.tls12_session(name)
-    }
-    fn remove_tls12_session(&self, name: &ServerName<'static>) {
-        self.inner.remove_tls12_session(name);
-    }
-    fn insert_tls13_ticket(&self, name: ServerName<'static>, value: rustls::client::Tls13ClientSessionValue) {
-        self.inner.insert_tls13_ticket(name, value);
-    }
-    fn take_tls13_ticket(&self, name: &ServerName<'static>) -> Option<rustls::client::Tls13ClientSessionValue> {
-        let ticket = self.inner.take_tls13_ticket(name);
-        if ticket.is_some() {
-            self.taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        ticket
-    }
 }
 
 #[tokio::test]

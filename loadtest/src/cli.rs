@@ -165,7 +165,7 @@ pub struct RunArgs {
     /// smartcard=70,security_key=10,windows_hello=10,ipad=5,nhsmail=5.
     #[arg(long, default_value = "population")]
     pub mix: String,
-    /// HTTP versions: h1, h2, or weights such as h1=1,h2=1 (h3 is not in the loader yet).
+    /// HTTP versions: h1, h2, h3, or weights such as h1=1,h2=1,h3=1 (h3: QUIC to the same port).
     #[arg(long, default_value = "h1=1,h2=1")]
     pub http: String,
     /// Whose contract answers are judged by: spinegate or mtls-proxy (nginx).

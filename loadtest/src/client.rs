@@ -1,7 +1,7 @@
 //! The loader's side of the wire: rustls client settings per session (the user's certificate
 //! from the population with a pooled key, a session store of the session's own so a resumed
-//! handshake is always the same user's), connections over HTTP/1.1 or HTTP/2, and requests
-//! whose failures are read down to the TLS alert that caused them.
+//! handshake is always the same user's), connections over HTTP/1.1, HTTP/2 or HTTP/3 (quinn +
+//! h3), and requests whose failures are read down to the TLS alert that caused them.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,12 +13,13 @@ use bytes::Bytes;
 use http::{Request, header};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::client::{ClientSessionMemoryCache, ResolvesClientCert, Resumption};
+use rustls::client::{ResolvesClientCert, Resumption};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::sign::{CertifiedKey, SigningKey};
 use rustls::{AlertDescription, ClientConfig, HandshakeKind, RootCertStore, SignatureScheme};
 use spinegate_devpki::population::Population;
+use spinegate_devpki::tickets::TicketCounter;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
@@ -33,6 +34,8 @@ pub struct ClientBase {
     base: ClientConfig,
     provider: Arc<CryptoProvider>,
     keys: Vec<Arc<dyn SigningKey>>,
+    /// One UDP socket for every HTTP/3 connection, made on first use (inside the runtime).
+    quic: std::sync::OnceLock<quinn::Endpoint>,
 }
 
 impl std::fmt::Debug for ClientBase {
@@ -78,7 +81,7 @@ impl ClientBase {
                     .with_context(|| format!("key {slot} of the population's key pool"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self { target, server_name, base, provider, keys })
+        Ok(Self { target, server_name, base, provider, keys, quic: std::sync::OnceLock::new() })
     }
 
     /// Client settings for one session: its protocol, its own session store, and the user's
@@ -87,15 +90,16 @@ impl ClientBase {
         &self,
         card: Option<(Vec<CertificateDer<'static>>, usize)>,
         protocol: Protocol,
-    ) -> Arc<ClientConfig> {
+    ) -> SessionTls {
         let mut config = self.base.clone();
         config.alpn_protocols = vec![protocol.alpn().to_vec()];
-        config.resumption = Resumption::store(Arc::new(ClientSessionMemoryCache::new(4)));
+        let tickets = Arc::new(TicketCounter::new(4));
+        config.resumption = Resumption::store(Arc::clone(&tickets) as _);
         if let Some((chain, slot)) = card {
             let key = Arc::clone(&self.keys[slot % self.keys.len()]);
             config.client_auth_cert_resolver = Arc::new(OneCard(Arc::new(CertifiedKey::new(chain, key))));
         }
-        Arc::new(config)
+        SessionTls { config: Arc::new(config), tickets }
     }
 
     /// The crypto provider (aws-lc-rs).
@@ -118,9 +122,18 @@ impl ResolvesClientCert for OneCard {
     }
 }
 
+/// One session's client settings and its session store.
+#[derive(Clone, Debug)]
+pub struct SessionTls {
+    /// The rustls settings.
+    pub config: Arc<ClientConfig>,
+    tickets: Arc<TicketCounter>,
+}
+
 enum Sender {
     H1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
     H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+    H3(h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>, quinn::Connection),
 }
 
 /// An established connection.
@@ -153,7 +166,11 @@ pub struct RequestSpec {
 }
 
 /// Connects and shakes hands, within `limit`.
-pub async fn connect(base: &ClientBase, config: Arc<ClientConfig>, limit: Duration) -> Result<Connection, Outcome> {
+pub async fn connect(base: &ClientBase, tls: &SessionTls, limit: Duration) -> Result<Connection, Outcome> {
+    if tls.config.alpn_protocols.first().is_some_and(|p| p == b"h3") {
+        return tokio::time::timeout(limit, connect_quic(base, tls)).await.unwrap_or(Err(Outcome::Failed("timeout")));
+    }
+    let config = Arc::clone(&tls.config);
     let attempt = async {
         let tcp = TcpStream::connect(base.target).await.map_err(|e| classify(&e))?;
         let _ = tcp.set_nodelay(true);
@@ -173,12 +190,72 @@ pub async fn connect(base: &ClientBase, config: Arc<ClientConfig>, limit: Durati
     tokio::time::timeout(limit, attempt).await.unwrap_or(Err(Outcome::Failed("timeout")))
 }
 
+/// An HTTP/3 connection over the shared QUIC endpoint. Whether it resumed is whether the
+/// session's store offered a ticket (see [`TicketCounter`]).
+async fn connect_quic(base: &ClientBase, tls: &SessionTls) -> Result<Connection, Outcome> {
+    let endpoint = match base.quic.get() {
+        Some(endpoint) => endpoint.clone(),
+        None => {
+            let local: SocketAddr = if base.target.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" }
+                .parse()
+                .map_err(|_| Outcome::Failed("other"))?;
+            let endpoint = quinn::Endpoint::client(local).map_err(|e| classify(&e))?;
+            base.quic.get_or_init(|| endpoint).clone()
+        }
+    };
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::clone(&tls.config))
+        .map_err(|_| Outcome::Failed("tls"))?;
+    let name = match &base.server_name {
+        ServerName::DnsName(n) => n.as_ref().to_owned(),
+        ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+        _ => "localhost".to_owned(),
+    };
+    let connecting = endpoint
+        .connect_with(quinn::ClientConfig::new(Arc::new(quic)), base.target, &name)
+        .map_err(|_| Outcome::Failed("other"))?;
+    let connection = connecting.await.map_err(|e| quic_outcome(&e))?;
+    let resumed = tls.tickets.last_offered();
+    let (mut driver, send) = match h3::client::new(h3_quinn::Connection::new(connection.clone())).await {
+        Ok(pair) => pair,
+        Err(e) => return Err(closed_outcome(&connection).unwrap_or_else(|| classify(&e))),
+    };
+    let driver = tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        Ok(())
+    });
+    Ok(Connection { sender: Sender::H3(send, connection), driver, resumed })
+}
+
+/// Why the server closed `connection`, when it did, as an outcome (the TLS alert if there was one).
+fn closed_outcome(connection: &quinn::Connection) -> Option<Outcome> {
+    connection.close_reason().map(|reason| quic_outcome(&reason))
+}
+
+/// A QUIC connection error as an outcome: a TLS alert from the gateway when there was one.
+fn quic_outcome(error: &quinn::ConnectionError) -> Outcome {
+    if let quinn::ConnectionError::TransportError(t) = error {
+        // QUIC carries a TLS alert as CRYPTO_ERROR 0x100 + alert.
+        let code = u64::from(t.code);
+        if (0x100..0x200).contains(&code) {
+            return Outcome::Alert(AlertDescription::from(u8::try_from(code - 0x100).unwrap_or(0)));
+        }
+    }
+    if let quinn::ConnectionError::ConnectionClosed(c) = error {
+        let code = u64::from(c.error_code);
+        if (0x100..0x200).contains(&code) {
+            return Outcome::Alert(AlertDescription::from(u8::try_from(code - 0x100).unwrap_or(0)));
+        }
+    }
+    classify(error)
+}
+
 impl Connection {
     /// Whether another request can go on this connection.
     pub fn is_open(&self) -> bool {
         match &self.sender {
             Sender::H1(s) => !s.is_closed(),
             Sender::H2(s) => !s.is_closed(),
+            Sender::H3(_, c) => c.close_reason().is_none(),
         }
     }
 
@@ -206,6 +283,15 @@ impl Connection {
     }
 
     async fn exchange(&mut self, spec: &RequestSpec) -> Result<Outcome, hyper::Error> {
+        if let Sender::H3(send, connection) = &mut self.sender {
+            return Ok(match h3_exchange(send, spec).await {
+                // A refusal of the card arrives as the connection's close: read the alert there.
+                Outcome::Failed(_) if closed_outcome(connection).is_some() => {
+                    closed_outcome(connection).unwrap_or(Outcome::Failed("other"))
+                }
+                outcome => outcome,
+            });
+        }
         let mut builder = Request::get(spec.path.as_str());
         for (name, value) in &spec.headers {
             builder = builder.header(*name, value.as_str());
@@ -217,6 +303,7 @@ impl Connection {
                 send.ready().await?;
                 send.send_request(request).await?
             }
+            Sender::H3(..) => return Ok(Outcome::Failed("other")),
             Sender::H2(send) => {
                 let request = Request::builder()
                     .uri(format!("https://localhost{}", spec.path))
@@ -238,6 +325,26 @@ impl Connection {
         response.into_body().collect().await?;
         Ok(Outcome::Status { code, expiry_warning })
     }
+}
+
+/// One request on an HTTP/3 connection, read whole.
+async fn h3_exchange(send: &mut h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>, spec: &RequestSpec) -> Outcome {
+    let mut request = Request::get(format!("https://localhost{}", spec.path));
+    for (name, value) in &spec.headers {
+        request = request.header(*name, value.as_str());
+    }
+    let Ok(request) = request.body(()) else { return Outcome::Failed("bad_request") };
+    let exchange = async {
+        let mut stream = send.send_request(request).await.map_err(|e| classify(&e))?;
+        stream.finish().await.map_err(|e| classify(&e))?;
+        let response = stream.recv_response().await.map_err(|e| classify(&e))?;
+        while stream.recv_data().await.map_err(|e| classify(&e))?.is_some() {}
+        Ok::<_, Outcome>(Outcome::Status {
+            code: response.status().as_u16(),
+            expiry_warning: response.headers().contains_key("x-certificate-expiry-warning"),
+        })
+    };
+    exchange.await.unwrap_or_else(|outcome| outcome)
 }
 
 /// The most specific cause in an error chain: a TLS alert if there is one, else a failure kind.

@@ -47,14 +47,15 @@ pub enum Mix {
     Weighted(Vec<(MixKey, f64)>),
 }
 
-/// An HTTP version a session speaks (offered by ALPN). HTTP/3 is the next variant: it needs a
-/// QUIC client (quinn + h3) in [`crate::client`]; until then the parser names it and refuses it.
+/// An HTTP version a session speaks (offered by ALPN; HTTP/3 over QUIC to the same port number).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
     /// HTTP/1.1 over TLS.
     Http1,
     /// HTTP/2 over TLS.
     Http2,
+    /// HTTP/3 over QUIC (UDP, the target's port number).
+    Http3,
 }
 
 impl Protocol {
@@ -63,6 +64,7 @@ impl Protocol {
         match self {
             Protocol::Http1 => b"http/1.1",
             Protocol::Http2 => b"h2",
+            Protocol::Http3 => b"h3",
         }
     }
 
@@ -71,6 +73,7 @@ impl Protocol {
         match self {
             Protocol::Http1 => "h1",
             Protocol::Http2 => "h2",
+            Protocol::Http3 => "h3",
         }
     }
 }
@@ -111,9 +114,6 @@ pub enum MixError {
         /// Which option.
         what: &'static str,
     },
-    /// HTTP/3 asked for.
-    #[error("HTTP/3 is not in the loader yet (h1 and h2 are): it needs a QUIC client, the next Protocol variant")]
-    Http3NotYet,
     /// A kind with weight that has no users to pick.
     #[error("the mix asks for {kind} users, but the population has none{filtered}")]
     NoUsers {
@@ -145,17 +145,15 @@ pub fn parse_mix(text: &str) -> Result<Mix, MixError> {
     Ok(Mix::Weighted(entries))
 }
 
-/// Parses `h1`, `h2` or `h1=3,h2=1`.
+/// Parses `h1`, `h2`, `h3` or weights such as `h1=3,h2=1,h3=1`.
 pub fn parse_protocols(text: &str) -> Result<Vec<(Protocol, f64)>, MixError> {
     let named = |name: &str| match name {
         "h1" | "http1" | "http/1.1" => Some(Protocol::Http1),
         "h2" | "http2" => Some(Protocol::Http2),
+        "h3" | "http3" => Some(Protocol::Http3),
         _ => None,
     };
     let text = text.trim();
-    if text.split(',').any(|part| matches!(part.split('=').next().map(str::trim), Some("h3" | "http3"))) {
-        return Err(MixError::Http3NotYet);
-    }
     if let Some(protocol) = named(text) {
         return Ok(vec![(protocol, 1.0)]);
     }
@@ -310,8 +308,8 @@ mod tests {
     fn protocols_parse_and_http3_is_named_but_refused() {
         assert_eq!(parse_protocols("h2").unwrap(), vec![(Protocol::Http2, 1.0)]);
         assert_eq!(parse_protocols("h1=3,h2=1").unwrap(), vec![(Protocol::Http1, 3.0), (Protocol::Http2, 1.0)]);
-        assert_eq!(parse_protocols("h3"), Err(MixError::Http3NotYet));
-        assert_eq!(parse_protocols("h1=1,h3=1"), Err(MixError::Http3NotYet));
+        assert_eq!(parse_protocols("h3").unwrap(), vec![(Protocol::Http3, 1.0)]);
+        assert_eq!(parse_protocols("h1=1,h3=1").unwrap(), vec![(Protocol::Http1, 1.0), (Protocol::Http3, 1.0)]);
         assert!(matches!(parse_protocols("spdy"), Err(MixError::Unknown { .. })));
     }
 

@@ -111,12 +111,12 @@ pub async fn run_session(ctx: Arc<SessionContext>, k: u64, intended: Instant) {
 /// served and the session goes on.
 async fn login(
     judge: &Judge<'_>,
-    config: &Arc<rustls::ClientConfig>,
+    config: &crate::client::SessionTls,
     spec: &RequestSpec,
     intended: Instant,
 ) -> Option<Connection> {
     let ctx = judge.ctx;
-    let mut conn = match connect(&ctx.client, Arc::clone(config), ctx.timeout).await {
+    let mut conn = match connect(&ctx.client, config, ctx.timeout).await {
         Ok(conn) => conn,
         Err(outcome) => {
             judge.outcome(&outcome);
@@ -135,7 +135,7 @@ async fn login(
 /// that resumes the session; the session ends at the first answer that is not the expected one.
 async fn calls(
     judge: &Judge<'_>,
-    config: &Arc<rustls::ClientConfig>,
+    config: &crate::client::SessionTls,
     spec: &RequestSpec,
     mut conn: Connection,
     rng: &mut Rng,
@@ -149,7 +149,7 @@ async fn calls(
         tokio::time::sleep_until(call_intended.into()).await;
         if rng.chance(shape.resumed_fraction) || !conn.is_open() {
             drop(conn);
-            conn = match connect(&ctx.client, Arc::clone(config), ctx.timeout).await {
+            conn = match connect(&ctx.client, config, ctx.timeout).await {
                 Ok(conn) => conn,
                 Err(outcome) => {
                     judge.outcome(&outcome);
@@ -186,7 +186,7 @@ fn prepare(
     user: &PopUser,
     protocol: Protocol,
     rng: &mut Rng,
-) -> Result<(Arc<rustls::ClientConfig>, RequestSpec), &'static str> {
+) -> Result<(crate::client::SessionTls, RequestSpec), &'static str> {
     let mut headers = Vec::with_capacity(3);
     let card = match user.credential {
         Credential::Smartcard(_) => {

@@ -68,7 +68,7 @@ async fn five_second_mixed_scenario_has_no_status_mismatch() {
         shape: SessionShape { calls_min: 1, calls_max: 3, think: Duration::from_millis(100), resumed_fraction: 0.5 },
         mix: Mix::Population,
         mix_text: "population".into(),
-        protocols: vec![(Protocol::Http1, 1.0), (Protocol::Http2, 1.0)],
+        protocols: vec![(Protocol::Http1, 1.0), (Protocol::Http2, 1.0), (Protocol::Http3, 1.0)],
         profile: Profile::Spinegate,
         users: UserFilter::All,
         server_pids: vec![std::process::id()],

@@ -92,6 +92,9 @@ client_certificate = "request"
 cert = {server_cert}
 key = {server_key}
 
+# HTTP/3 (QUIC) on the same port number, for `--http h3`.
+[listener.http3]
+
 {fragment}
 [[upstream]]
 name = "patient-data"

@@ -288,8 +288,14 @@ async fn drive(
     }
     requests.close();
     requests.wait().await;
+    // A finished response may still be in flight, and closing the connection abandons unsent and
+    // unacknowledged data: give the client (which has our GOAWAY) a moment to close first.
+    let _ = tokio::time::timeout(CLOSE_GRACE, connection.closed()).await;
     connection.close(H3_NO_ERROR.into(), b"");
 }
+
+/// How long a connection that is ending waits for the client to close it.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 async fn serve_request(
     conn: Arc<Conn>,
