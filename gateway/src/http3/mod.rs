@@ -93,7 +93,10 @@ pub(crate) fn start(
 pub(crate) fn refresh(shared: &Shared) {
     let runtime = shared.runtime.load();
     for h3 in shared.h3.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
-        if let Some(crypto) = runtime.quic[h3.index].clone() {
+        // A reload that removed [listener.http3] leaves the endpoint running until restart (a
+        // start-up setting): it still gets the new certificates and trust.
+        let crypto = runtime.quic[h3.index].clone().or_else(|| crate::tls::quic_config(&runtime.tls[h3.index]).ok());
+        if let Some(crypto) = crypto {
             let mut config = quinn::ServerConfig::with_crypto(crypto.quic);
             config.transport_config(Arc::clone(&h3.transport));
             h3.endpoint.set_server_config(Some(config));
