@@ -65,14 +65,6 @@ upstream = "demo"
 methods = ["*"]
 authenticators = ["security_key"]
 organisation_scope = false
-
-[[route]]
-name = "metadata"
-path_prefix = "/metadata"
-upstream = "demo"
-[[route.rule]]
-methods = ["GET"]
-public = true
 "#,
     ]
     .concat()

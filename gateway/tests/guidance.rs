@@ -107,14 +107,6 @@ activities_any = ["B0820"]
 {SCOPED_ROUTES}
 
 [[route]]
-name = "metadata"
-path_prefix = "/metadata"
-upstream = "demo"
-[[route.rule]]
-methods = ["GET"]
-public = true
-
-[[route]]
 name = "down"
 path_prefix = "/down"
 upstream = "down"

@@ -438,7 +438,8 @@ impl Settings {
 }
 
 /// Routes the authorisation and guidance tests share: `/Organization/{ods}` scoped by a path
-/// segment (B0360), `/scr` needing assurance level 3, and `/cards` for smartcard users only.
+/// segment (B0360), `/scr` needing assurance level 3, `/cards` for smartcard users only, and a
+/// public `/metadata`.
 pub const SCOPED_ROUTES: &str = r#"
 [[route]]
 name = "organisation"
@@ -466,6 +467,14 @@ upstream = "demo"
 methods = ["*"]
 auth_methods = ["smartcard"]
 organisation_scope = false
+
+[[route]]
+name = "metadata"
+path_prefix = "/metadata"
+upstream = "demo"
+[[route.rule]]
+methods = ["GET"]
+public = true
 "#;
 
 /// A role-directory entry for `user`: one clinician role (`role_id`, B0360: view patient records)
