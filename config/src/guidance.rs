@@ -39,6 +39,11 @@ pub const REASONS: &[&str] = &[
     "role_directory_unavailable",
     "overloaded",
     "upstream_timeout",
+    "invalid_path",
+    "invalid_host",
+    "user_suspended",
+    "cross_site_request",
+    "request_timeout",
 ];
 
 /// The values page text may name as `{name}`.

@@ -37,6 +37,8 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     /// Routes in file order; the most specific match wins.
     pub routes: Vec<Route>,
+    /// Headers removed from client requests beyond the built-in contract.
+    pub request_headers: RequestHeaders,
     /// Logging.
     pub log: Log,
     /// Activity catalogue, baseline activities, organisation relations.
@@ -394,8 +396,43 @@ pub struct Route {
     pub organisation_segment: Option<std::num::NonZeroUsize>,
     /// Whether the upstream receives a signed identity assertion.
     pub identity_assertion: bool,
+    /// Whether `;` path parameters may reach the route.
+    pub path_parameters: PathParameters,
+    /// Whether a card holder's browser may send unsafe requests here from another site.
+    pub cross_site: CrossSite,
     /// Rules in file order; the first covering the method applies; none → refused.
     pub rules: Vec<crate::authz::Rule>,
+}
+
+/// `[request_headers]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestHeaders {
+    /// Canonical header names (lower case, `-` for `_`) removed from every client request; one
+    /// ending in `*` is a prefix.
+    pub remove: Vec<String>,
+}
+
+/// Whether `;` path parameters (`/Patient;jsessionid=…/…`) may reach a route. Routes are matched
+/// on the path with parameters cut off, as servlet containers read it.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PathParameters {
+    /// 400 `invalid_path`.
+    Refuse,
+    /// Forwarded as sent (in canonical form).
+    Allow,
+}
+
+/// What a route does with an unsafe request (not GET, HEAD, OPTIONS or TRACE) authenticated by a
+/// smartcard that a browser sent from another site (`Sec-Fetch-Site`, else `Origin`): the card is
+/// presented by the browser whatever page asks, so such a request may be forged.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CrossSite {
+    /// 403 `cross_site_request`.
+    Refuse,
+    /// Let it through (a route other sites' pages post to on purpose).
+    Allow,
 }
 
 /// Whether a route requires certificate-bound tokens (RFC 8705).

@@ -7,8 +7,8 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::model::{
-    CertificateProblems, ClientCertificatePolicy, EkuPolicy, HostHeader, LogFormat, RevocationDepth, SessionResumption,
-    TokenBinding, UpstreamProtocol, UserIdField,
+    CertificateProblems, ClientCertificatePolicy, CrossSite, EkuPolicy, HostHeader, LogFormat, PathParameters,
+    RevocationDepth, SessionResumption, TokenBinding, UpstreamProtocol, UserIdField,
 };
 
 /// A duration written as `"30s"`, `"5m"`, `"90d"` (humantime syntax).
@@ -53,6 +53,9 @@ pub struct RawConfig {
     /// `[[route]]`.
     #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
+    /// `[request_headers]`.
+    #[serde(default)]
+    pub request_headers: RawRequestHeaders,
     /// `[revocation]`.
     #[serde(default)]
     pub revocation: RawRevocation,
@@ -649,6 +652,13 @@ pub struct RawRoute {
     /// Send the upstream a signed identity assertion.
     #[serde(default)]
     pub identity_assertion: bool,
+    /// `"refuse"` (default) or `"allow"`: whether `;` path parameters may reach the route.
+    #[serde(default = "default_path_parameters")]
+    pub path_parameters: PathParameters,
+    /// `"refuse"` (default) or `"allow"`: unsafe requests a card holder's browser sends from
+    /// another site.
+    #[serde(default = "default_cross_site")]
+    pub cross_site_requests: CrossSite,
     /// `[[route.rule]]`: who may do what, first rule covering the method wins.
     #[serde(default)]
     pub rule: Vec<Spanned<crate::authz::RawRule>>,
@@ -656,6 +666,22 @@ pub struct RawRoute {
 
 fn default_token_binding() -> TokenBinding {
     TokenBinding::IfPresent
+}
+fn default_path_parameters() -> PathParameters {
+    PathParameters::Refuse
+}
+fn default_cross_site() -> CrossSite {
+    CrossSite::Refuse
+}
+
+/// `[request_headers]`: what clients may not send to upstreams, beyond the built-in contract.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequestHeaders {
+    /// Header names removed from every request before it is forwarded (compared in lower case
+    /// with `_` read as `-`); a trailing `*` removes every name with that prefix.
+    #[serde(default)]
+    pub remove: Vec<Spanned<String>>,
 }
 
 /// `[tokens]`: bearer-token handling common to every issuer.

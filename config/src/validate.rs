@@ -112,6 +112,7 @@ pub(crate) fn validate(text: &str, origin: Option<&Path>, base: &Path) -> Result
         token_issuers: token_issuers(&ctx, &raw.token_issuer)?,
         upstreams,
         routes,
+        request_headers: request_headers(&ctx, &raw.request_headers)?,
         log: Log { level: raw.log.level, format: raw.log.format },
         role_directory: crate::authz::role_directory(&ctx, &raw.role_directory)?,
         audit: crate::authz::audit(&ctx, &raw.audit)?,
@@ -644,13 +645,15 @@ fn routes(
             return Err(ctx.invalid(r.name.span(), format!("route name {:?} is used twice", r.name.get_ref())));
         }
         let prefix = r.path_prefix.get_ref();
-        if !prefix.starts_with('/') || prefix.contains(['?', '#']) {
-            return Err(ctx.invalid(r.path_prefix.span(), "path_prefix must start with / and hold no query"));
+        if let Err(why) = canonical_prefix(prefix) {
+            return Err(ctx.invalid(r.path_prefix.span(), format!("path_prefix {prefix:?} {why}")));
         }
         let path_prefix = if prefix.len() > 1 { prefix.trim_end_matches('/') } else { prefix }.to_owned();
-        let host = r.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase());
-        if !keys.insert((host.clone(), path_prefix.clone())) {
-            return Err(ctx.invalid(r.path_prefix.span(), "another route has the same host and path_prefix"));
+        let host = r.host.as_ref().map(|h| h.get_ref().trim_end_matches('.').to_ascii_lowercase());
+        // Prefixes that differ only in case would make the gateway's case check refuse both.
+        if !keys.insert((host.clone(), path_prefix.to_ascii_lowercase())) {
+            return Err(ctx
+                .invalid(r.path_prefix.span(), "another route has the same host and path_prefix (letter case aside)"));
         }
         let upstream = upstreams.iter().position(|u| u.name == *r.upstream.get_ref()).ok_or_else(|| {
             ctx.invalid(r.upstream.span(), format!("no [[upstream]] is named {:?}", r.upstream.get_ref()))
@@ -672,10 +675,75 @@ fn routes(
             token_binding: r.token_binding,
             organisation_segment,
             identity_assertion: r.identity_assertion,
+            path_parameters: r.path_parameters,
+            cross_site: r.cross_site_requests,
             rules: crate::authz::rules(ctx, authorization, &r.rule, &mut activities)?,
         });
     }
     Ok(out)
+}
+
+/// Header names to remove, canonical: lower case, `_` read as `-` (as the gateway compares
+/// them), each a valid field name with an optional trailing `*`.
+fn request_headers(ctx: &Ctx<'_>, raw: &crate::raw::RawRequestHeaders) -> Result<RequestHeaders, ConfigError> {
+    let mut remove = Vec::with_capacity(raw.remove.len());
+    for entry in &raw.remove {
+        let text = entry.get_ref().to_ascii_lowercase().replace('_', "-");
+        let name = text.strip_suffix('*').unwrap_or(&text);
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'+-.^`|~".contains(&b);
+        if name.is_empty() || !name.bytes().all(token) {
+            return Err(ctx.invalid(
+                entry.span(),
+                format!("{:?} is not a header name (or a name prefix ending in *)", entry.get_ref()),
+            ));
+        }
+        if ["host", "content-length", "transfer-encoding"].contains(&name) {
+            return Err(ctx.invalid(entry.span(), format!("{name:?} frames the request and cannot be removed")));
+        }
+        remove.push(text);
+    }
+    Ok(RequestHeaders { remove })
+}
+
+/// A route prefix must already be in the canonical form the gateway matches requests in: an
+/// absolute path of unreserved characters and sub-delimiters, no escapes, no `.`/`..` or empty
+/// segments, no `;` parameters. Anything else could never match, or match something unexpected.
+fn canonical_prefix(prefix: &str) -> Result<(), &'static str> {
+    if !prefix.starts_with('/') {
+        return Err("must start with /");
+    }
+    let allowed = |b: u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'/' | b'-'
+                    | b'.'
+                    | b'_'
+                    | b'~'
+                    | b':'
+                    | b'@'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b'='
+            )
+    };
+    if !prefix.bytes().all(allowed) {
+        return Err(
+            "may hold only letters, digits and - . _ ~ : @ ! $ & ' ( ) * + , = (no query, escape or ; parameter)",
+        );
+    }
+    let inner = prefix.trim_end_matches('/');
+    if inner.len() > 1 && inner[1..].split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err("must not have empty, . or .. segments");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -722,6 +790,52 @@ upstream = "pds"
         assert_eq!(c.client_auth.identity.require_ou.as_deref(), Some("People"));
         assert_eq!(c.routes[0].path_prefix, "/Patient");
         assert_eq!(c.upstreams[0].endpoints[0].authority(), "127.0.0.1:9000");
+    }
+
+    #[test]
+    fn route_prefixes_must_already_be_canonical() {
+        for (prefix, why) in [
+            ("/Patient/../admin", "empty, . or .. segments"),
+            ("/Patient//x", "empty, . or .. segments"),
+            ("/./Patient", "empty, . or .. segments"),
+            ("/Patient%2Fx", "may hold only"),
+            ("/Patient;x", "may hold only"),
+            ("/Patient?x=1", "may hold only"),
+            ("Patient", "must start with /"),
+        ] {
+            let text = MINIMAL.replace("path_prefix = \"/Patient/\"", &format!("path_prefix = {prefix:?}"));
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(why), "{prefix}: {err}");
+        }
+    }
+
+    #[test]
+    fn routes_differing_only_in_case_are_refused() {
+        let text = format!("{MINIMAL}\n[[route]]\nname = \"lower\"\npath_prefix = \"/patient\"\nupstream = \"pds\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("letter case aside"), "{err}");
+    }
+
+    #[test]
+    fn route_path_parameters_and_cross_site_default_to_refuse() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.routes[0].path_parameters, PathParameters::Refuse);
+        assert_eq!(c.routes[0].cross_site, CrossSite::Refuse);
+        let text = MINIMAL.replace(
+            "upstream = \"pds\"\n",
+            "upstream = \"pds\"\npath_parameters = \"allow\"\ncross_site_requests = \"allow\"\n",
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!((c.routes[0].path_parameters, c.routes[0].cross_site), (PathParameters::Allow, CrossSite::Allow));
+    }
+
+    #[test]
+    fn removed_request_headers_are_canonical_names_or_prefixes() {
+        let c = parse(&format!("{MINIMAL}\n[request_headers]\nremove = [\"X_Internal_*\", \"X-Debug\"]\n")).unwrap();
+        assert_eq!(c.request_headers.remove, vec!["x-internal-*".to_owned(), "x-debug".to_owned()]);
+        for bad in ["\"*\"", "\"a b\"", "\"host\"", "\"Transfer_Encoding\""] {
+            assert!(parse(&format!("{MINIMAL}\n[request_headers]\nremove = [{bad}]\n")).is_err(), "{bad}");
+        }
     }
 
     #[test]

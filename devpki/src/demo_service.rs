@@ -1,7 +1,8 @@
 //! The demo patient-data service: a small FHIR-flavoured JSON API that stands behind the gateway
 //! in `spinegate dev`, the tests and the benchmarks. Every JSON response carries the request
-//! headers it received under `"received_headers"` (and the HTTP version under
-//! `"received_version"`), so a client can see exactly what the gateway forwarded.
+//! headers it received under `"received_headers"` (the HTTP version under `"received_version"`,
+//! the request target under `"received_target"`), so a client can see exactly what the gateway
+//! forwarded.
 //!
 //! | request | answer |
 //! |---|---|
@@ -99,6 +100,7 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let received = json!({
         "headers": headers_json(req.headers()),
         "version": format!("{:?}", req.version()),
+        "target": req.uri().path_and_query().map_or("", |p| p.as_str()),
     });
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -231,12 +233,14 @@ fn fhir(status: StatusCode, body: Value, received: Value) -> Response<Body> {
     json_response(status, FHIR_JSON, body, received)
 }
 
-/// `received` is `{"headers": {...}, "version": "HTTP/1.1"}`: the headers go under
-/// `"received_headers"`, the HTTP version under `"received_version"`.
+/// `received` is `{"headers": {...}, "version": "HTTP/1.1", "target": "/…"}`: the headers go
+/// under `"received_headers"`, the HTTP version under `"received_version"`, the request target
+/// under `"received_target"`.
 fn json_response(status: StatusCode, content_type: &str, mut body: Value, received: Value) -> Response<Body> {
     if let (Value::Object(map), Value::Object(mut received)) = (&mut body, received) {
         map.insert("received_headers".into(), received.remove("headers").unwrap_or_default());
         map.insert("received_version".into(), received.remove("version").unwrap_or_default());
+        map.insert("received_target".into(), received.remove("target").unwrap_or_default());
     }
     let bytes = Bytes::from(serde_json::to_vec(&body).expect("JSON values serialise"));
     Response::builder()

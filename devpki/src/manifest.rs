@@ -41,6 +41,10 @@ pub struct Manifest {
     /// Where the gateway publishes its identity assertion keys.
     #[serde(default)]
     pub assertion_jwks_url: Option<String>,
+    /// The emergency deny-list file the gateway watches, relative to the dev directory: a
+    /// `user <id>` line refuses that user however they sign in, within a second.
+    #[serde(default)]
+    pub deny_list: Option<PathBuf>,
     /// Whether the gateway also serves HTTP/3 (QUIC, the `gateway_url` port number over UDP).
     #[serde(default)]
     pub h3: bool,

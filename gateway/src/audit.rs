@@ -23,8 +23,10 @@ use crate::metrics as m;
 pub struct AuditRecord {
     /// When, RFC 3339 UTC (the gateway clock's seconds).
     pub time: String,
-    /// The request id (also in the access log and `X-Request-ID`).
+    /// The request id (also in the access log and `X-Request-ID`); always the gateway's own.
     pub request_id: String,
+    /// The client's id for the request (`X-Correlation-ID`, else its `X-Request-ID`).
+    pub correlation_id: Option<String>,
     /// `allow` or `deny`.
     pub decision: &'static str,
     /// `ok`, or the refusal's reason code.
@@ -33,6 +35,9 @@ pub struct AuditRecord {
     pub client: String,
     /// HTTP method.
     pub method: String,
+    /// The canonical path judged and forwarded (without the query); for a path refused as
+    /// `invalid_path`, the path as sent, cut to 512 bytes.
+    pub path: Option<Box<str>>,
     /// The route, when one matched.
     pub route: Option<Arc<str>>,
     /// The Care Identity user id, once authenticated.
@@ -239,14 +244,14 @@ fn handle(message: Message, out: &mut Output, line: &mut Vec<u8>) -> bool {
     }
 }
 
-/// The NHS number a request's path or query carries: a path segment of ten digits with a valid
-/// modulus-11 check digit, or an `identifier` query value ending `|<NHS number>`.
-pub fn patient_in(path_and_query: &str) -> Option<String> {
-    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
-    if let Some(found) = path.split('/').find(|s| is_nhs_number(s)) {
+/// The NHS number a request's canonical path or query carries: a path segment of ten digits
+/// with a valid modulus-11 check digit (`;` parameters aside), or an `identifier` query value
+/// ending `|<NHS number>`.
+pub fn patient_in(path: &str, query: Option<&str>) -> Option<String> {
+    if let Some(found) = path.split('/').map(|s| s.split(';').next().unwrap_or(s)).find(|s| is_nhs_number(s)) {
         return Some(found.to_owned());
     }
-    query.split('&').filter_map(|pair| pair.split_once('=')).find_map(|(key, value)| {
+    query.unwrap_or("").split('&').filter_map(|pair| pair.split_once('=')).find_map(|(key, value)| {
         if key != "identifier" && key != "patient.identifier" {
             return None;
         }
@@ -277,17 +282,18 @@ mod tests {
         assert!(is_nhs_number("9000000009"));
         assert!(!is_nhs_number("9000000008"), "check digit");
         assert!(!is_nhs_number("900000000"), "length");
-        assert_eq!(patient_in("/Patient/9000000009"), Some("9000000009".into()));
-        assert_eq!(patient_in("/Patient/9000000008"), None);
+        assert_eq!(patient_in("/Patient/9000000009", None), Some("9000000009".into()));
+        assert_eq!(patient_in("/Patient/9000000009;v=1", None), Some("9000000009".into()));
+        assert_eq!(patient_in("/Patient/9000000008", None), None);
         assert_eq!(
-            patient_in("/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number%7C9000000017"),
+            patient_in("/Patient", Some("identifier=https://fhir.nhs.uk/Id/nhs-number%7C9000000017")),
             Some("9000000017".into())
         );
         assert_eq!(
-            patient_in("/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000017"),
+            patient_in("/Patient", Some("identifier=https://fhir.nhs.uk/Id/nhs-number|9000000017")),
             Some("9000000017".into())
         );
-        assert_eq!(patient_in("/metadata"), None);
+        assert_eq!(patient_in("/metadata", None), None);
     }
 
     #[test]
@@ -300,10 +306,12 @@ mod tests {
         let record = |id: &str| AuditRecord {
             time: "2026-11-29T12:00:00Z".into(),
             request_id: id.into(),
+            correlation_id: None,
             decision: "allow",
             reason: "ok",
             client: "127.0.0.1".into(),
             method: "GET".into(),
+            path: Some("/Patient/9000000009".into()),
             route: Some("patient".into()),
             user_id: Some("555000000001".into()),
             auth_method: Some("smartcard"),

@@ -21,6 +21,8 @@ pub const DEV_TOKEN_ISSUER: &str = "https://identity.spinegate.dev/care-identity
 pub const DEV_TOKEN_AUDIENCE: &str = "spinegate-dev";
 /// How long the dev tokens written to the manifest last.
 const DEV_TOKEN_LIFETIME_SECS: u64 = 8 * 3600;
+/// The emergency deny list, in the dev directory (kept across starts, like the PKI).
+const DEV_DENY_LIST: &str = "deny-list.txt";
 
 /// Where `spinegate dev` listens.
 #[derive(Clone, Debug)]
@@ -106,6 +108,16 @@ pub async fn start(options: &DevOptions, gateway_options: Options) -> Result<Dev
         .await
         .map_err(DevError::Demo)?;
 
+    // The deny list is the operator's: created empty once, never rewritten.
+    let deny_path = options.dir.join(DEV_DENY_LIST);
+    if !deny_path.exists() {
+        std::fs::write(
+            &deny_path,
+            "# Emergency deny list: one `user <12-digit id>` or `serial <hex>` per line.\n\
+             # A user listed here is refused however they sign in (card or token), within a second.\n",
+        )
+        .map_err(|source| spinegate_devpki::Error::Io { path: deny_path.clone(), source })?;
+    }
     let config_path = options.dir.join("spinegate.toml");
     let text = config_text(&world, options, demo.addr(), &ocsp.url(), &crl_path, &keys.jwks_url());
     std::fs::write(&config_path, &text)
@@ -169,6 +181,7 @@ pub async fn start(options: &DevOptions, gateway_options: Options) -> Result<Dev
         audit_log: Some(options.dir.join("audit.jsonl")),
         role_directory: Some(world.roles_path()),
         assertion_jwks_url: Some(format!("http://{}/.well-known/jwks.json", gateway.admin_addr())),
+        deny_list: Some(PathBuf::from(DEV_DENY_LIST)),
         h3: true,
         users: tokens,
     };
@@ -265,6 +278,10 @@ certificate = {issuing}
 sources = ["ocsp", "crl"]
 ocsp_responder = {ocsp}
 crl_files = [{crl}]
+
+# The emergency deny list: add `user <id>` to refuse that person however they sign in.
+[revocation]
+deny_list = {deny}
 
 # The dev token issuer (Care Identity's shape) on loopback.
 [[token_issuer]]
@@ -367,6 +384,7 @@ format = "text"
         token_issuer = toml_string(DEV_TOKEN_ISSUER),
         roles = p(&world.roles_path()),
         audit = p(&options.dir.join("audit.jsonl")),
+        deny = p(&options.dir.join(DEV_DENY_LIST)),
         assertion_key = p(&world.assertion_key_path()),
         jwks = toml_string(jwks_url),
         audience = toml_string(DEV_TOKEN_AUDIENCE),

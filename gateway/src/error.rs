@@ -60,6 +60,16 @@ pub enum Reason {
     Overloaded,
     /// The upstream did not answer in time.
     UpstreamTimeout,
+    /// The request path cannot be made unambiguous (canonical path rules).
+    InvalidPath,
+    /// The request's `Host` is malformed, repeated, or disagrees with its target's authority.
+    InvalidHost,
+    /// The user is on the emergency deny list, however they authenticated.
+    UserSuspended,
+    /// An unsafe request a card holder's browser sent from another site.
+    CrossSiteRequest,
+    /// The client sent its request body too slowly.
+    RequestTimeout,
 }
 
 /// How a [`Reason`] is answered.
@@ -103,6 +113,11 @@ impl Reason {
             Reason::RoleDirectoryUnavailable => "role_directory_unavailable",
             Reason::Overloaded => "overloaded",
             Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::InvalidPath => "invalid_path",
+            Reason::InvalidHost => "invalid_host",
+            Reason::UserSuspended => "user_suspended",
+            Reason::CrossSiteRequest => "cross_site_request",
+            Reason::RequestTimeout => "request_timeout",
         }
     }
 
@@ -149,6 +164,12 @@ impl Reason {
             }
             Reason::Overloaded => d(S::SERVICE_UNAVAILABLE, false, Some(1), false, "Overloaded"),
             Reason::UpstreamTimeout => d(S::GATEWAY_TIMEOUT, false, None, false, "Upstream timeout"),
+            Reason::InvalidPath => d(S::BAD_REQUEST, false, None, false, "Invalid path"),
+            Reason::InvalidHost => d(S::BAD_REQUEST, false, None, false, "Invalid host"),
+            Reason::UserSuspended => d(S::FORBIDDEN, false, None, false, "Access suspended"),
+            Reason::CrossSiteRequest => d(S::FORBIDDEN, false, None, false, "Cross-site request refused"),
+            // The rest of the body may still be on its way: close rather than read it.
+            Reason::RequestTimeout => d(S::REQUEST_TIMEOUT, true, None, false, "Request timeout"),
         }
     }
 
@@ -175,7 +196,9 @@ impl Reason {
                 "transient"
             }
             Reason::Overloaded => "throttled",
-            Reason::UpstreamTimeout => "timeout",
+            Reason::UpstreamTimeout | Reason::RequestTimeout => "timeout",
+            Reason::InvalidPath | Reason::InvalidHost => "invalid",
+            Reason::UserSuspended | Reason::CrossSiteRequest => "forbidden",
         }
     }
 
@@ -221,6 +244,11 @@ impl Reason {
         Reason::RoleDirectoryUnavailable,
         Reason::Overloaded,
         Reason::UpstreamTimeout,
+        Reason::InvalidPath,
+        Reason::InvalidHost,
+        Reason::UserSuspended,
+        Reason::CrossSiteRequest,
+        Reason::RequestTimeout,
     ];
 
     /// Whether the refusal is an access decision (who may do what), and so audited; the others
@@ -243,12 +271,17 @@ impl Reason {
             | Reason::AuthenticatorNotAllowed
             | Reason::NoRoute
             | Reason::RevocationUnavailable
-            | Reason::RoleDirectoryUnavailable => true,
+            | Reason::RoleDirectoryUnavailable
+            | Reason::InvalidPath
+            | Reason::InvalidHost
+            | Reason::UserSuspended
+            | Reason::CrossSiteRequest => true,
             Reason::RequestTooLarge
             | Reason::HeadersTooLarge
             | Reason::UpstreamUnavailable
             | Reason::Overloaded
-            | Reason::UpstreamTimeout => false,
+            | Reason::UpstreamTimeout
+            | Reason::RequestTimeout => false,
         }
     }
 }
@@ -371,6 +404,11 @@ mod tests {
             (RevocationUnavailable, 503),
             (Overloaded, 503),
             (UpstreamTimeout, 504),
+            (InvalidPath, 400),
+            (InvalidHost, 400),
+            (UserSuspended, 403),
+            (CrossSiteRequest, 403),
+            (RequestTimeout, 408),
         ];
         for (reason, status) in expect {
             assert_eq!(reason.disposition().status.as_u16(), status, "{}", reason.code());

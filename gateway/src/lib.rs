@@ -12,6 +12,7 @@
 //! - [`trust`]: path validation and identity extraction ([`trust::TrustStore`]).
 //! - [`identity`]: user ids and the identity rules per issuing CA.
 //! - [`peer`]: a connection's certificate, resolved once and re-checked per request.
+//! - [`canonical`]: the request target (path, authority) in the one form it is judged in.
 //! - [`pipeline`]: the per-request steps; [`auth`] is who a request acts as.
 //! - [`routing`], [`proxy`]: route table, upstream clusters and the header contract.
 //! - [`error`]: the one mapping from refusal [`Reason`] to response; [`guidance`] words it for
@@ -28,6 +29,7 @@ pub mod assertion;
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod canonical;
 pub mod clock;
 pub mod dev;
 pub mod error;

@@ -23,6 +23,7 @@ use crate::auth::token::TokenError;
 use crate::auth::token::logout::LogoutError;
 use crate::auth::{AssuranceLevel, AuthMethod, Principal};
 use crate::authz::{self, RoleData, Roles};
+use crate::canonical::{RequestTarget, TargetError};
 use crate::error::{self, Reason};
 use crate::guidance;
 use crate::identity::UserId;
@@ -30,9 +31,10 @@ use crate::metrics as m;
 use crate::peer::{Peer, PeerRefusal};
 use crate::proxy::ForwardError;
 use crate::proxy::headers::{
-    self, NHSD_END_USER_ORGANISATION_ODS, NHSD_SESSION_URID, Outbound, X_CERTIFICATE_EXPIRY_WARNING, X_REQUEST_ID,
+    self, NHSD_END_USER_ORGANISATION_ODS, NHSD_SESSION_URID, Outbound, X_CERTIFICATE_EXPIRY_WARNING, X_CORRELATION_ID,
+    X_REQUEST_ID,
 };
-use crate::routing::{CompiledRoute, strip_port};
+use crate::routing::CompiledRoute;
 use crate::runtime::{Runtime, Shared};
 
 /// Response body: streamed from the upstream, or generated here.
@@ -111,7 +113,17 @@ impl Drop for InFlight<'_> {
 
 /// What one request learned on its way through.
 struct RequestCtx {
+    /// The gateway's id for this request (never the client's: it names the audit record and
+    /// the assertion's `jti`).
     request_id: HeaderValue,
+    /// The client's own id for the request (`X-Correlation-ID`, else its `X-Request-ID`), when
+    /// well-formed: passed on and audited, never used as ours.
+    correlation_id: Option<HeaderValue>,
+    /// The canonical path (or, when it has none, the path as sent, cut short), for the audit
+    /// record and the access log.
+    path: Option<Box<str>>,
+    /// The NHS number the canonical path or the query carries.
+    patient: Option<String>,
     route: Option<Arc<str>>,
     upstream: Option<Arc<str>>,
     user_id: Option<UserId>,
@@ -141,7 +153,10 @@ pub async fn handle(conn: Arc<Conn>, request: Request<RequestBody>) -> Result<Re
     let method = request.method().clone();
     let version = request.version();
     let mut ctx = RequestCtx {
-        request_id: request_id(request.headers()),
+        request_id: new_request_id(),
+        correlation_id: correlation_id(request.headers()),
+        path: None,
+        patient: None,
         route: None,
         upstream: None,
         user_id: None,
@@ -155,14 +170,12 @@ pub async fn handle(conn: Arc<Conn>, request: Request<RequestBody>) -> Result<Re
         roles: None,
         requested_role: None,
     };
-    let path_and_query = request.uri().path_and_query().map(|p| p.as_str().to_owned());
-
     let outcome = process(&conn, &runtime, &mut ctx, request).await;
     if let Err(reason) = outcome.as_ref()
         && reason.is_access_decision()
         && !ctx.audited
     {
-        audit(&conn, &ctx, &method, path_and_query.as_deref(), Err(*reason));
+        audit(&conn, &ctx, &method, Err(*reason));
     }
     let (mut response, reason) = match outcome {
         Ok(response) => (response, None),
@@ -198,9 +211,11 @@ pub async fn handle(conn: Arc<Conn>, request: Request<RequestBody>) -> Result<Re
     tracing::info!(
         target: "spinegate::access",
         request_id = ctx.request_id.to_str().unwrap_or(""),
+        correlation_id = ctx.correlation_id.as_ref().and_then(|v| v.to_str().ok()),
         listener = %runtime.listeners[conn.listener].name,
         client = %conn.remote,
         method = %method,
+        path = ctx.path.as_deref().unwrap_or(""),
         route = %route,
         upstream = ctx.upstream.as_deref().unwrap_or(""),
         user_id = ctx.user_id.as_ref().map_or("", UserId::as_str),
@@ -238,23 +253,26 @@ async fn process(
         ctx.user_id = refused.user_id;
         return Err(Reason::of_certificate(&refused.failure));
     }
+    let target = canonical_target(conn, ctx, &request)?;
     check_limits(runtime, request.headers())?;
-    if request.uri().path() == runtime.logout_path {
+    if target.path.as_str() == runtime.logout_path {
         return Ok(backchannel_logout(conn, request, now).await);
     }
-    if request.uri().path() == runtime.guidance.whoami_path() {
+    if target.path.as_str() == runtime.guidance.whoami_path() {
         return whoami(conn, runtime, ctx, &request, now).await;
     }
     // The route and its rule are found first because authentication needs the route's binding
     // rule (and a public rule needs none), but an unauthenticated request is refused before it
     // can learn whether the route exists.
-    let host = RequestHost::of(&request);
-    let route = runtime.routes.find(host.as_str(), request.uri().path());
+    let route = runtime.routes.resolve(&target).map_err(|e| {
+        tracing::info!(client = %conn.remote, path = %target.path.as_str(), rule = e.label(), "request path refused");
+        Reason::InvalidPath
+    })?;
     let rule = route.and_then(|r| r.rule_for(request.method().as_str()));
     let public = rule.is_some_and(|r| r.rule.public);
     let mut principal = None;
     if !public {
-        let p = authenticate(conn, runtime, request.headers(), route.map(|r| r.token_binding), now).await?;
+        let p = authenticate(conn, runtime, ctx, request.headers(), route.map(|r| r.token_binding), now).await?;
         ctx.user_id = Some(p.user_id);
         ctx.auth = Some((p.method, p.assurance));
         ctx.expiry_warning = expiry_warning(&p, now, runtime.expiry_warning);
@@ -264,12 +282,20 @@ async fn process(
     ctx.route = Some(Arc::clone(&route.name));
     let rule = rule.ok_or(Reason::ActivityNotPermitted)?;
     let decision = match &principal {
-        Some(p) => authorize(conn, runtime, ctx, route, rule, p, &request).await?,
+        Some(p) => {
+            // The organisation named matters only where the rule scopes it; elsewhere it is
+            // neither checked nor forwarded.
+            let requested_org = match rule.rule.organisation_scope {
+                true => requested_organisation(route, &target, request.headers())?,
+                false => None,
+            };
+            authorize(conn, runtime, ctx, rule, p, requested_org, request.headers()).await?
+        }
         None => Decision::default(),
     };
     let cluster = &runtime.clusters[route.upstream];
     ctx.upstream = Some(Arc::clone(&cluster.name));
-    audit(conn, ctx, request.method(), request.uri().path_and_query().map(|p| p.as_str()), Ok(()));
+    audit(conn, ctx, request.method(), Ok(()));
     ctx.audited = true;
 
     let chosen = decision.role();
@@ -289,25 +315,28 @@ async fn process(
         }
         _ => None,
     };
-    let (parts, body) = request.into_parts();
-    let client_host = parts.headers.get(header::HOST).cloned();
+    let (mut parts, body) = request.into_parts();
+    // The upstream is asked for exactly what was judged: the canonical path, the query as sent.
+    parts.uri = target.path_and_query().parse().map_err(|_| Reason::InvalidPath)?;
+    let authority = target.authority.as_ref();
     let outbound = Outbound {
         request_id: &ctx.request_id,
+        correlation_id: ctx.correlation_id.as_ref(),
         principal: principal.as_ref(),
         role: chosen,
         organisation,
         assertion,
         client_ip: conn.remote.ip(),
-        host: host.as_str().map(strip_port),
+        host: authority.map(|a| a.host()),
         expiry_warning: ctx.expiry_warning.as_ref(),
     };
     let mut upstream_request =
         Request::from_parts(parts, Limited::new(body, runtime.limits.max_request_body_bytes as usize));
     let headers = std::mem::take(upstream_request.headers_mut());
-    *upstream_request.headers_mut() = headers::to_upstream(headers, &outbound);
+    *upstream_request.headers_mut() = headers::to_upstream(headers, &outbound, &runtime.header_filter);
 
     let sent = Instant::now();
-    let result = cluster.forward(upstream_request, client_host.as_ref()).await;
+    let result = cluster.forward(upstream_request, authority.map(|a| a.as_str())).await;
     let elapsed = sent.elapsed();
     ctx.upstream_time = Some(elapsed);
     metrics::histogram!(m::UPSTREAM_DURATION, "upstream" => Arc::clone(&cluster.name).to_string())
@@ -357,14 +386,11 @@ async fn authorize(
     conn: &Conn,
     runtime: &Runtime,
     ctx: &mut RequestCtx,
-    route: &CompiledRoute,
     rule: &authz::CompiledRule,
     principal: &Principal,
-    request: &Request<RequestBody>,
+    requested_org: Option<&str>,
+    headers: &HeaderMap,
 ) -> Result<Decision, Reason> {
-    // The organisation named matters only where the rule scopes it; elsewhere it is neither
-    // checked nor forwarded.
-    let requested_org = if rule.rule.organisation_scope { requested_organisation(route, request)? } else { None };
     ctx.requested_org = requested_org.map(str::to_owned);
     let roles = match roles_of(conn, runtime, principal).await {
         Ok(roles) => roles,
@@ -374,8 +400,9 @@ async fn authorize(
     };
     // Kept for a refusal page, which lists the roles held and the one asked for.
     ctx.roles = Some(Arc::clone(&roles));
-    ctx.requested_role = request.headers().get(&NHSD_SESSION_URID).cloned();
-    let urid = request.headers().get(&NHSD_SESSION_URID).map(|v| v.to_str().map_err(|_| Reason::RoleNotHeld));
+    let requested_role = single(headers, &NHSD_SESSION_URID).map_err(|()| Reason::RoleNotHeld)?;
+    ctx.requested_role = requested_role.cloned();
+    let urid = requested_role.map(|v| v.to_str().map_err(|_| Reason::RoleNotHeld));
     let token_selected = principal.token.as_ref().and_then(|t| t.claims.selected_role.as_deref());
     let chosen = authz::select_role(&roles, urid.transpose()?, token_selected)?;
     ctx.role = chosen.map(|r| r.data.clone());
@@ -396,13 +423,15 @@ async fn authorize(
 /// organisation mismatch.
 fn requested_organisation<'r>(
     route: &CompiledRoute,
-    request: &'r Request<RequestBody>,
+    target: &'r RequestTarget,
+    headers: &'r HeaderMap,
 ) -> Result<Option<&'r str>, Reason> {
-    let from_path = route.organisation_in(request.uri().path());
-    let from_header = match request.headers().get(&NHSD_END_USER_ORGANISATION_ODS) {
-        None => None,
-        Some(v) => Some(v.to_str().map_err(|_| Reason::OrganisationMismatch)?),
-    };
+    let from_path = route.organisation_in(target.path.as_str());
+    let from_header =
+        match single(headers, &NHSD_END_USER_ORGANISATION_ODS).map_err(|()| Reason::OrganisationMismatch)? {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| Reason::OrganisationMismatch)?),
+        };
     let requested = match (from_path, from_header) {
         (Some(p), Some(h)) if !p.eq_ignore_ascii_case(h) => return Err(Reason::OrganisationMismatch),
         (p, h) => p.or(h),
@@ -469,7 +498,7 @@ async fn whoami(
     if !matches!(*request.method(), http::Method::GET | http::Method::HEAD) {
         return Err(Reason::NoRoute);
     }
-    let principal = authenticate(conn, runtime, request.headers(), None, now).await?;
+    let principal = authenticate(conn, runtime, ctx, request.headers(), None, now).await?;
     ctx.user_id = Some(principal.user_id);
     ctx.auth = Some((principal.method, principal.assurance));
     ctx.expiry_warning = expiry_warning(&principal, now, runtime.expiry_warning);
@@ -502,13 +531,7 @@ async fn whoami(
 const WHOAMI_ROUTE: &str = "spinegate_whoami";
 
 /// Queues the audit record of a decision.
-fn audit(
-    conn: &Conn,
-    ctx: &RequestCtx,
-    method: &http::Method,
-    path_and_query: Option<&str>,
-    decision: Result<(), Reason>,
-) {
+fn audit(conn: &Conn, ctx: &RequestCtx, method: &http::Method, decision: Result<(), Reason>) {
     let (auth_method, authenticator) = match ctx.auth.map(|(m, _)| m) {
         None => (None, None),
         Some(AuthMethod::Smartcard) => (Some("smartcard"), Some("smartcard")),
@@ -519,10 +542,12 @@ fn audit(
     conn.shared.audit.record(AuditRecord {
         time: audit_time(conn.shared.clock.now()),
         request_id: ctx.request_id.to_str().unwrap_or("").to_owned(),
+        correlation_id: ctx.correlation_id.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned),
         decision: if decision_allowed { "allow" } else { "deny" },
         reason: decision.err().map_or("ok", Reason::code),
         client: conn.remote.ip().to_string(),
         method: method.as_str().to_owned(),
+        path: ctx.path.clone(),
         route: ctx.route.clone(),
         user_id: ctx.user_id.map(|u| u.as_str().to_owned()),
         auth_method,
@@ -532,7 +557,7 @@ fn audit(
         role_code: role.map(|r| Arc::clone(&r.role_code)),
         organisation: role.map(|r| Arc::clone(&r.org)),
         requested_organisation: ctx.requested_org.clone(),
-        patient: path_and_query.and_then(crate::audit::patient_in),
+        patient: ctx.patient.clone(),
     });
     let route = ctx.route.as_deref().unwrap_or("none").to_owned();
     let reason = decision.err().map_or("ok", Reason::code);
@@ -548,18 +573,61 @@ fn audit_time(now: UnixTime) -> String {
         .unwrap_or_default()
 }
 
-/// The request id: the client's `X-Request-ID` when it is a UUID, else a new v4 UUID.
-fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(X_REQUEST_ID)
-        && v.len() == 36
-        && v.to_str().is_ok_and(|s| uuid::Uuid::try_parse(s).is_ok())
-    {
-        return v.clone();
-    }
+/// A new request id (a v4 UUID). A client's `X-Request-ID` never becomes it: the id names the
+/// audit record and the identity assertion's `jti`, which a client must not choose.
+fn new_request_id() -> HeaderValue {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let s = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
     HeaderValue::from_str(s).expect("a UUID is a valid header value")
 }
+
+/// The client's own id for the request: `X-Correlation-ID`, else its `X-Request-ID` — when
+/// well-formed (visible ASCII without quotes or separators, at most 128 bytes).
+fn correlation_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    [X_CORRELATION_ID, X_REQUEST_ID]
+        .iter()
+        .find_map(|name| headers.get(name).filter(|v| headers::is_token_like(v)).cloned())
+}
+
+/// The one value of a header the client may send at most once; several are refused.
+fn single<'h>(headers: &'h HeaderMap, name: &http::HeaderName) -> Result<Option<&'h HeaderValue>, ()> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() { Err(()) } else { Ok(first) }
+}
+
+/// The request's canonical target (DESIGN §2 step 0), recorded for the audit record and access
+/// log; a target that cannot be made unambiguous is refused.
+fn canonical_target(
+    conn: &Conn,
+    ctx: &mut RequestCtx,
+    request: &Request<RequestBody>,
+) -> Result<RequestTarget, Reason> {
+    match RequestTarget::of(request.uri(), request.headers()) {
+        Ok(target) => {
+            ctx.path = Some(target.path.as_str().into());
+            ctx.patient = crate::audit::patient_in(target.path.as_str(), target.query.as_deref());
+            Ok(target)
+        }
+        Err(e) => {
+            // What was sent, cut short, so the audit record shows the attempt.
+            let raw = request.uri().path();
+            let mut end = raw.len().min(MAX_AUDITED_PATH);
+            while !raw.is_char_boundary(end) {
+                end -= 1;
+            }
+            ctx.path = Some(raw[..end].into());
+            tracing::info!(client = %conn.remote, rule = e.label(), "request target refused");
+            Err(match e {
+                TargetError::Path(_) => Reason::InvalidPath,
+                TargetError::Authority(_) => Reason::InvalidHost,
+            })
+        }
+    }
+}
+
+/// The most bytes of a refused path an audit record keeps.
+const MAX_AUDITED_PATH: usize = 512;
 
 fn check_limits(runtime: &Runtime, headers: &HeaderMap) -> Result<(), Reason> {
     // name + ": " + value + CRLF, as on the wire in HTTP/1.1.
@@ -582,6 +650,7 @@ fn check_limits(runtime: &Runtime, headers: &HeaderMap) -> Result<(), Reason> {
 async fn authenticate(
     conn: &Conn,
     runtime: &Runtime,
+    ctx: &mut RequestCtx,
     headers: &HeaderMap,
     binding: Option<TokenBinding>,
     now: UnixTime,
@@ -629,6 +698,14 @@ async fn authenticate(
                 return Err(Reason::TokenBindingMismatch);
             }
         }
+    }
+    // The deny list names people, not cards: a `user` entry refuses a token user as it refuses
+    // the card (whose revocation check reads the same entry, so a card never gets here denied).
+    // Read from the same snapshot on every request, so it takes effect within the same bound.
+    if shared.revocation.snapshot().deny_list().denies_user(claims.user_id.as_str()) {
+        tracing::info!(client = %conn.remote, user_id = %claims.user_id, "token user on the deny list refused");
+        ctx.user_id = Some(claims.user_id);
+        return Err(Reason::UserSuspended);
     }
     Ok(Principal {
         user_id: claims.user_id,
@@ -698,34 +775,6 @@ fn expiry_warning(principal: &Principal, now: UnixTime, window: Duration) -> Opt
     let days = left / 86_400;
     let text = format!("{days} days; not-after={}", identity.not_after_rfc3339);
     HeaderValue::from_str(&text).ok()
-}
-
-/// The host the client asked for: HTTP/2 carries it as `:authority` (in the URI), HTTP/1.1 in
-/// `Host`. Both are cheap reference-counted clones.
-enum RequestHost {
-    Authority(http::uri::Authority),
-    Header(HeaderValue),
-    Absent,
-}
-
-impl RequestHost {
-    fn of(request: &Request<RequestBody>) -> Self {
-        if let Some(a) = request.uri().authority() {
-            return Self::Authority(a.clone());
-        }
-        match request.headers().get(header::HOST) {
-            Some(v) => Self::Header(v.clone()),
-            None => Self::Absent,
-        }
-    }
-
-    fn as_str(&self) -> Option<&str> {
-        match self {
-            Self::Authority(a) => Some(a.as_str()),
-            Self::Header(v) => v.to_str().ok(),
-            Self::Absent => None,
-        }
-    }
 }
 
 fn method_label(method: &http::Method) -> &'static str {

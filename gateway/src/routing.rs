@@ -1,8 +1,9 @@
-//! Host and path-prefix routing to named upstream clusters.
+//! Host and path-prefix routing to named upstream clusters, on the canonical request target.
 
-use spinegate_config::Route;
+use spinegate_config::{PathParameters, Route};
 
 use crate::authz::{CompiledRule, Policy};
+use crate::canonical::{PathError, RequestTarget};
 
 /// A route ready to match.
 #[derive(Clone, Debug)]
@@ -19,6 +20,10 @@ pub struct CompiledRoute {
     pub organisation_segment: Option<std::num::NonZeroUsize>,
     /// Whether the upstream gets a signed identity assertion.
     pub identity_assertion: bool,
+    /// Whether `;` path parameters may reach this route.
+    pub path_parameters: PathParameters,
+    /// Whether card holders' browsers may send unsafe requests here from other sites.
+    pub cross_site: spinegate_config::CrossSite,
     /// The rules, in file order.
     pub rules: Vec<CompiledRule>,
 }
@@ -29,10 +34,12 @@ impl CompiledRoute {
         self.rules.iter().find(|r| r.rule.methods.contains(method))
     }
 
-    /// The organisation code in the configured path segment, if the path has it.
+    /// The organisation code in the configured segment of the canonical `path`, if it has it
+    /// (path parameters are not part of a segment's value).
     pub fn organisation_in<'p>(&self, path: &'p str) -> Option<&'p str> {
         let n = self.organisation_segment?.get();
-        path.split('?').next().unwrap_or(path).split('/').filter(|s| !s.is_empty()).nth(n - 1)
+        let segment = path.split('/').filter(|s| !s.is_empty()).nth(n - 1)?;
+        segment.split(';').next()
     }
 }
 
@@ -55,6 +62,8 @@ impl RouteTable {
                 token_binding: r.token_binding,
                 organisation_segment: r.organisation_segment,
                 identity_assertion: r.identity_assertion,
+                path_parameters: r.path_parameters,
+                cross_site: r.cross_site,
                 rules: r.rules.iter().map(|rule| CompiledRule::new(rule, policy)).collect(),
             })
             .collect();
@@ -62,63 +71,65 @@ impl RouteTable {
         Self { routes }
     }
 
-    /// The route for `host` (any case, port allowed) and `path`.
-    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&CompiledRoute> {
-        let host = host.map(strip_port);
+    /// The route for a canonical request target. Refused: `;` parameters that the route does
+    /// not allow (routes are matched with them cut off, as servlet containers read paths), and a
+    /// path whose route would differ if letter case were ignored — an upstream that ignores case
+    /// must not be reachable through another route's rules.
+    pub fn resolve(&self, target: &RequestTarget) -> Result<Option<&CompiledRoute>, PathError> {
+        let host = target.authority.as_ref().map(|a| a.host());
+        let path = target.path.for_routing();
+        let route = self.find(host, &path, Case::Exact);
+        let folded = self.find(host, &path, Case::Folded);
+        if route.map(|r| &r.name) != folded.map(|r| &r.name) {
+            return Err(PathError::CaseAmbiguous);
+        }
+        if target.path.has_parameters() && route.is_none_or(|r| r.path_parameters == PathParameters::Refuse) {
+            return Err(PathError::Parameters);
+        }
+        Ok(route)
+    }
+
+    /// The most specific route for a canonical `host` (lower case, no port) and routing `path`.
+    fn find(&self, host: Option<&str>, path: &str, case: Case) -> Option<&CompiledRoute> {
         self.routes.iter().find(|r| {
             let host_ok = match (&r.host, host) {
                 (None, _) => true,
-                (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
+                (Some(want), Some(got)) => want == got,
                 (Some(_), None) => false,
             };
-            host_ok && prefix_matches(&r.prefix, path)
+            host_ok && prefix_matches(&r.prefix, path, case)
         })
     }
 }
 
+/// How a prefix is compared with a path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Case {
+    /// Byte for byte: how routes match.
+    Exact,
+    /// ASCII case folded: how a case-insensitive upstream would read the path.
+    Folded,
+}
+
 /// Whole-segment prefix match: `/Patient` matches `/Patient` and `/Patient/9000000009`, not
 /// `/PatientRecords`.
-fn prefix_matches(prefix: &str, path: &str) -> bool {
+fn prefix_matches(prefix: &str, path: &str, case: Case) -> bool {
     if prefix == "/" {
         return true;
     }
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'),
-        None => false,
-    }
-}
-
-/// `host[:port]` or `[v6]:port` without the port.
-pub(crate) fn strip_port(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        // [v6]:port
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    }
+    let Some(head) = path.get(..prefix.len()) else { return false };
+    let same = match case {
+        Case::Exact => head == prefix,
+        Case::Folded => head.eq_ignore_ascii_case(prefix),
+    };
+    let rest = &path[prefix.len()..];
+    same && (rest.is_empty() || rest.starts_with('/'))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    impl RouteTable {
-        fn new_for_test(routes: &[Route]) -> Self {
-            Self::new(routes, &policy())
-        }
-    }
-
-    #[test]
-    fn organisation_segment_is_read_from_the_path() {
-        let mut r = route("org", None, "/Organization", 0);
-        r.organisation_segment = std::num::NonZeroUsize::new(2);
-        let t = RouteTable::new(&[r], &policy());
-        let route = t.find(None, "/Organization/A81001/Patient").unwrap();
-        assert_eq!(route.organisation_in("/Organization/A81001/Patient?x=1"), Some("A81001"));
-        assert_eq!(route.organisation_in("/Organization"), None);
-    }
+    use crate::canonical::CanonicalAuthority;
 
     fn route(name: &str, host: Option<&str>, prefix: &str, upstream: usize) -> Route {
         Route {
@@ -129,6 +140,8 @@ mod tests {
             token_binding: spinegate_config::TokenBinding::IfPresent,
             organisation_segment: None,
             identity_assertion: false,
+            path_parameters: PathParameters::Refuse,
+            cross_site: spinegate_config::CrossSite::Refuse,
             rules: Vec::new(),
         }
     }
@@ -138,36 +151,85 @@ mod tests {
     }
 
     fn table() -> RouteTable {
-        RouteTable::new_for_test(&[
-            route("root", None, "/", 0),
-            route("patient", None, "/Patient", 1),
-            route("patient-host", Some("spine.example"), "/Patient", 2),
-            route("deep", None, "/Patient/admin", 3),
-        ])
+        RouteTable::new(
+            &[
+                route("root", None, "/", 0),
+                route("patient", None, "/Patient", 1),
+                route("patient-host", Some("spine.example"), "/Patient", 2),
+                route("deep", None, "/Patient/admin", 3),
+            ],
+            &policy(),
+        )
+    }
+
+    /// The route name for `host` and raw `path`, or the refusal.
+    fn resolve(t: &RouteTable, host: Option<&str>, path: &str) -> Result<Option<String>, PathError> {
+        let target = RequestTarget {
+            path: crate::canonical::CanonicalPath::parse(path)?,
+            query: None,
+            authority: host.map(|h| CanonicalAuthority::parse(h).unwrap()),
+        };
+        t.resolve(&target).map(|r| r.map(|r| r.name.to_string()))
+    }
+
+    #[test]
+    fn organisation_segment_is_read_from_the_canonical_path() {
+        let mut r = route("org", None, "/Organization", 0);
+        r.organisation_segment = std::num::NonZeroUsize::new(2);
+        let t = RouteTable::new(&[r], &policy());
+        let target = RequestTarget {
+            path: crate::canonical::CanonicalPath::parse("/Organization/A81001/Patient").unwrap(),
+            query: None,
+            authority: None,
+        };
+        let route = t.resolve(&target).unwrap().unwrap();
+        assert_eq!(route.organisation_in("/Organization/A81001/Patient"), Some("A81001"));
+        assert_eq!(route.organisation_in("/Organization/A81001;v=1/Patient"), Some("A81001"));
+        assert_eq!(route.organisation_in("/Organization"), None);
     }
 
     #[test]
     fn longest_prefix_and_host_specific_routes_win() {
         let t = table();
-        assert_eq!(t.find(Some("other"), "/Patient/1").unwrap().name.as_ref(), "patient");
-        assert_eq!(t.find(Some("SPINE.example:8443"), "/Patient/1").unwrap().name.as_ref(), "patient-host");
-        assert_eq!(t.find(None, "/Patient/admin/x").unwrap().name.as_ref(), "deep");
-        assert_eq!(t.find(None, "/metadata").unwrap().name.as_ref(), "root");
+        assert_eq!(resolve(&t, Some("other"), "/Patient/1").unwrap().unwrap(), "patient");
+        assert_eq!(resolve(&t, Some("SPINE.example:8443"), "/Patient/1").unwrap().unwrap(), "patient-host");
+        assert_eq!(resolve(&t, Some("spine.example."), "/Patient/1").unwrap().unwrap(), "patient-host");
+        assert_eq!(resolve(&t, None, "/Patient/admin/x").unwrap().unwrap(), "deep");
+        assert_eq!(resolve(&t, None, "/metadata").unwrap().unwrap(), "root");
     }
 
     #[test]
     fn prefixes_match_whole_segments_only() {
-        let t = RouteTable::new_for_test(&[route("patient", None, "/Patient", 0)]);
-        assert!(t.find(None, "/Patient").is_some());
-        assert!(t.find(None, "/Patient/9000000009").is_some());
-        assert!(t.find(None, "/PatientRecords").is_none());
-        assert!(t.find(None, "/").is_none());
+        let t = RouteTable::new(&[route("patient", None, "/Patient", 0)], &policy());
+        assert!(resolve(&t, None, "/Patient").unwrap().is_some());
+        assert!(resolve(&t, None, "/Patient/9000000009").unwrap().is_some());
+        assert!(resolve(&t, None, "/PatientRecords").unwrap().is_none());
+        assert!(resolve(&t, None, "/").unwrap().is_none());
     }
 
     #[test]
-    fn ports_and_ipv6_literals_are_stripped() {
-        assert_eq!(strip_port("a.example:443"), "a.example");
-        assert_eq!(strip_port("[::1]:8443"), "::1");
-        assert_eq!(strip_port("a.example"), "a.example");
+    fn dot_segment_attack_is_routed_by_where_it_lands() {
+        let t = table();
+        assert_eq!(resolve(&t, None, "/metadata/../Patient/admin/x").unwrap().unwrap(), "deep");
+        assert_eq!(resolve(&t, None, "/Patient/1/../admin").unwrap().unwrap(), "deep");
+    }
+
+    #[test]
+    fn case_variant_of_a_route_prefix_is_refused() {
+        let t = table();
+        assert_eq!(resolve(&t, None, "/patient/9000000009"), Err(PathError::CaseAmbiguous));
+        assert_eq!(resolve(&t, None, "/Patient/ADMIN"), Err(PathError::CaseAmbiguous));
+        assert_eq!(resolve(&t, None, "/METADATA").unwrap().unwrap(), "root", "no other route under any case");
+    }
+
+    #[test]
+    fn path_parameters_need_a_route_that_allows_them() {
+        let t = table();
+        assert_eq!(resolve(&t, None, "/Patient;jsessionid=x/9000000009"), Err(PathError::Parameters));
+        let mut open = route("patient", None, "/Patient", 0);
+        open.path_parameters = PathParameters::Allow;
+        let t = RouteTable::new(&[route("root", None, "/", 1), open], &policy());
+        assert_eq!(resolve(&t, None, "/Patient;jsessionid=x/9000000009").unwrap().unwrap(), "patient");
+        assert_eq!(resolve(&t, None, "/metadata;x"), Err(PathError::Parameters));
     }
 }

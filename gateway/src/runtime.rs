@@ -38,6 +38,8 @@ pub struct Runtime {
     pub trust: Arc<TrustStore>,
     /// Routes.
     pub routes: RouteTable,
+    /// The header names clients may not send upstream.
+    pub header_filter: crate::proxy::headers::HeaderFilter,
     /// Upstream clusters, by the index routes carry.
     pub clusters: Vec<Arc<Cluster>>,
     /// Request limits.
@@ -150,6 +152,7 @@ impl Runtime {
         Ok(Self {
             trust,
             routes: RouteTable::new(&config.routes, &policy),
+            header_filter: crate::proxy::headers::HeaderFilter::new(&config.request_headers.remove),
             policy: Arc::new(policy),
             assertion,
             trust_digest: trust_digest(&config.client_auth)?,

@@ -130,6 +130,31 @@ async fn dev_world_serves_its_demo_users_as_the_manifest_describes() {
     let r = alice.send(bearer(manifest.user("alice").unwrap().token.as_ref().unwrap())).await.unwrap();
     assert_eq!(r.status, 200, "{:?}", r.body);
 
+    // The walkthrough's emergency stop: grace on the deny list named in the manifest is refused
+    // on her open connection, token and all; taken off, she is back.
+    let deny_list = dir.path().join(manifest.deny_list.as_ref().expect("the manifest names the deny list"));
+    assert!(manifest.deny_list.as_ref().unwrap().is_relative(), "relative to the dev directory");
+    let original = std::fs::read_to_string(&deny_list).unwrap();
+    std::fs::write(&deny_list, format!("{original}user {}\n", grace.user_id)).unwrap();
+    let suspended = within(5, async {
+        loop {
+            let r = anonymous.send(bearer(&token)).await.unwrap();
+            if r.status == 403 {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(suspended.json()["reason"], "user_suspended");
+    std::fs::write(&deny_list, original).unwrap();
+    within(5, async {
+        while anonymous.send(bearer(&token)).await.unwrap().status != 200 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
     // Roles: erin's admin-clerk role lacks the viewing activities; frank holds two roles and
     // must say which; every decision is in the audit log.
     for name in ["alice", "erin", "frank", "grace"] {

@@ -69,8 +69,11 @@ async fn client_sent_identity_headers_never_reach_the_upstream() {
     assert_ne!(headers["x-request-id"], "not-a-uuid", "a non-UUID request id is replaced");
 }
 
+/// A client that picks its own request id must not choose the id of the audit record or the
+/// identity assertion's `jti` (replaying another request's, say): the gateway always makes its
+/// own and passes the client's on as the correlation id.
 #[tokio::test]
-async fn client_request_id_that_is_a_uuid_is_kept() {
+async fn client_chosen_request_id_never_becomes_the_gateways() {
     let pki = Pki::new();
     let gw = Gw::start(&pki, |_| {}).await;
     let alice = pki.card("555000000001");
@@ -78,8 +81,11 @@ async fn client_request_id_that_is_a_uuid_is_kept() {
     let id = "0b7f6a2e-4a55-4d8a-9a61-1c1f7f1e2d3c";
     let request = Request::get("/metadata").header("X-Request-ID", id).body(Full::default()).unwrap();
     let r = client.send(request).await.unwrap();
-    assert_eq!(r.headers["x-request-id"], id);
-    assert_eq!(r.received("x-request-id").as_deref(), Some(id));
+    let ours = r.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(ours, id);
+    assert!(uuid::Uuid::try_parse(&ours).is_ok());
+    assert_eq!(r.received("x-request-id"), Some(ours));
+    assert_eq!(r.received("x-correlation-id").as_deref(), Some(id), "the client's id travels as the correlation id");
 }
 
 #[tokio::test]

@@ -248,6 +248,59 @@ pub fn builtin(reason: Reason) -> Wording {
             TRY_AGAIN_SOON,
             &[Desk],
         ),
+        Reason::InvalidPath => w(
+            "This address cannot be used",
+            &[
+                "The address of this request is written in a way that could be read as more than one address, so it was not passed on.",
+            ],
+            &[
+                "Go back and use the links in your clinical system rather than typing or editing the address.",
+                "If a link in your clinical system led here, contact {service_desk} and quote the reference below.",
+            ],
+            &[Desk],
+        ),
+        Reason::InvalidHost => w(
+            "This request names the wrong server",
+            &["The request named a server address that does not match where it was sent, so it was not passed on."],
+            &[
+                "Check the address, or use the links in your clinical system.",
+                "If a link in your clinical system led here, contact {service_desk} and quote the reference below.",
+            ],
+            &[Desk],
+        ),
+        Reason::UserSuspended => w(
+            "Your access has been suspended",
+            &[
+                "Your access to patient records has been suspended, so you cannot sign in with your smartcard or any other way at the moment.",
+                "This happens when a smartcard is reported lost or stolen, or when your organisation asks for your access to be stopped.",
+            ],
+            &[
+                "If you did not expect this, contact {hr} or your line manager.",
+                "If your access should be restored, {registration_authority} can tell you what is needed, including a replacement smartcard.",
+                "Never use someone else's smartcard or sign-in.",
+            ],
+            &[Hr, Ra],
+        ),
+        Reason::CrossSiteRequest => w(
+            "This request came from another website",
+            &[
+                "A page from another website tried to send a change using your smartcard, so it was not passed on. This protects patient records from pages that act without your knowledge.",
+            ],
+            &[
+                "If you meant to do this, open your clinical system directly and try again from there.",
+                "If you did not, close the other page. If it keeps happening, contact {service_desk}.",
+            ],
+            &[Desk],
+        ),
+        Reason::RequestTimeout => w(
+            "Sorry, your request took too long to arrive",
+            &["Your computer sent the request too slowly, so it was stopped."],
+            &[
+                "Check your network connection and try again.",
+                "If it keeps happening, contact {service_desk} and quote the reference below.",
+            ],
+            &[Desk],
+        ),
     }
 }
 

@@ -48,26 +48,106 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-/// Headers the gateway alone sets; a client's copies are dropped, never merged.
-static GATEWAY_OWNED: [HeaderName; 10] = [
+/// Name prefixes the gateway alone sets: identity (`NHSD-*`, `X-Spinegate-*`) and forwarding
+/// (`X-Forwarded-*`, `X-Forwarded-Client-Cert` included).
+const RESERVED_PREFIXES: [&str; 3] = ["nhsd-", "x-spinegate-", "x-forwarded-"];
+
+/// Names the gateway alone sets, or that some upstream stack would read as a fact about the
+/// request that only the gateway can vouch for. A client's copies are dropped, never merged.
+const RESERVED_NAMES: [&str; 23] = [
     // The credential the gateway consumed: upstreams get verified identity instead, and never a
     // bearer token they could replay.
-    header::AUTHORIZATION,
-    X_REQUEST_ID,
-    X_CERTIFICATE_EXPIRY_WARNING,
-    X_FORWARDED_FOR,
-    X_FORWARDED_PROTO,
-    X_FORWARDED_HOST,
-    FORWARDED,
-    HeaderName::from_static("x-forwarded-port"),
-    HeaderName::from_static("x-real-ip"),
-    HeaderName::from_static("x-forwarded-client-cert"),
+    "authorization",
+    "x-request-id",
+    "x-correlation-id",
+    "x-certificate-expiry-warning",
+    // Who the client is, where it connected.
+    "forwarded",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "x-originating-ip",
+    // Client certificates as front proxies pass them (RFC 9440, Apache/Tomcat's SSL valve, nginx).
+    "client-cert",
+    "client-cert-chain",
+    "ssl-client-cert",
+    "ssl-client-verify",
+    "x-ssl-client-cert",
+    "x-client-cert",
+    "x-client-verify",
+    // What the request is: a rewritten URL or method the upstream framework would honour
+    // instead of the one the gateway judged.
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
-/// Whether a client-sent header must not reach the upstream as sent.
-pub fn is_reserved(name: &HeaderName) -> bool {
+/// Fields that have no business in request trailers (RFC 9110 §6.5.1): framing, routing and
+/// content metadata an upstream could act on after the gateway judged the headers.
+const NOT_IN_TRAILERS: [HeaderName; 7] = [
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::CONTENT_TYPE,
+    header::CONTENT_RANGE,
+    header::COOKIE,
+    header::EXPECT,
+];
+
+/// The header names a client may not send to an upstream: the built-in contract (DESIGN §4) and
+/// the deployment's additions (`[request_headers] remove`). Names are compared in one canonical
+/// form — lower case with `_` read as `-` — because CGI-style stacks (WSGI, PHP, Rack, Tomcat's
+/// SSL valve) read `nhsd_identity_uuid` as `NHSD-Identity-UUID`.
+#[derive(Clone, Debug, Default)]
+pub struct HeaderFilter {
+    extra_names: Vec<String>,
+    extra_prefixes: Vec<String>,
+}
+
+impl HeaderFilter {
+    /// The built-in contract plus `remove` (canonical names; a trailing `*` makes a prefix).
+    pub fn new(remove: &[String]) -> Self {
+        let mut filter = Self::default();
+        for entry in remove {
+            match entry.strip_suffix('*') {
+                Some(prefix) => filter.extra_prefixes.push(prefix.to_owned()),
+                None => filter.extra_names.push(entry.clone()),
+            }
+        }
+        filter
+    }
+
+    /// Whether a client-sent header must not reach the upstream as sent.
+    pub fn is_reserved(&self, name: &HeaderName) -> bool {
+        if HOP_BY_HOP.contains(name) {
+            return true;
+        }
+        let name = canonical_name(name);
+        RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+            || RESERVED_NAMES.contains(&&*name)
+            || self.extra_prefixes.iter().any(|p| name.starts_with(p.as_str()))
+            || self.extra_names.iter().any(|n| *n == *name)
+    }
+
+    /// Removes from request trailers what may not reach the upstream: reserved names and
+    /// fields that do not belong in trailers.
+    pub fn strip_trailers(&self, trailers: &mut HeaderMap) {
+        let gone: Vec<HeaderName> =
+            trailers.keys().filter(|name| self.is_reserved(name) || NOT_IN_TRAILERS.contains(name)).cloned().collect();
+        for name in gone {
+            trailers.remove(name);
+        }
+    }
+}
+
+/// A header name as compared: lower case (as `HeaderName` already is) with `_` read as `-`.
+fn canonical_name(name: &HeaderName) -> std::borrow::Cow<'_, str> {
     let s = name.as_str();
-    s.starts_with("nhsd-") || s.starts_with("x-spinegate-") || GATEWAY_OWNED.contains(name) || HOP_BY_HOP.contains(name)
+    if s.contains('_') { std::borrow::Cow::Owned(s.replace('_', "-")) } else { std::borrow::Cow::Borrowed(s) }
 }
 
 /// Verified facts the upstream is told.
@@ -75,6 +155,8 @@ pub fn is_reserved(name: &HeaderName) -> bool {
 pub struct Outbound<'a> {
     /// The request id.
     pub request_id: &'a HeaderValue,
+    /// The client's own id for the request, well-formed (`X-Correlation-ID`).
+    pub correlation_id: Option<&'a HeaderValue>,
     /// Who is asking; `None` on a public rule.
     pub principal: Option<&'a Principal>,
     /// The selected role profile.
@@ -92,9 +174,9 @@ pub struct Outbound<'a> {
 }
 
 /// Rewrites client request headers for the upstream: removes every reserved header (and every
-/// header the client's `Connection` names), keeps a well-formed `X-Correlation-ID`, then adds the
-/// verified ones. `Host` is removed too; the proxy sets it per the upstream's policy.
-pub fn to_upstream(mut inbound: HeaderMap, out: &Outbound<'_>) -> HeaderMap {
+/// header the client's `Connection` names), then adds the verified ones and the correlation id.
+/// `Host` is removed too; the proxy sets it per the upstream's policy.
+pub fn to_upstream(mut inbound: HeaderMap, out: &Outbound<'_>, filter: &HeaderFilter) -> HeaderMap {
     let connection_listed = connection_listed(&inbound);
     let mut headers = HeaderMap::with_capacity(inbound.len() + 10);
     let mut current: Option<HeaderName> = None;
@@ -104,16 +186,16 @@ pub fn to_upstream(mut inbound: HeaderMap, out: &Outbound<'_>) -> HeaderMap {
             current = Some(name);
         }
         let Some(name) = current.as_ref() else { continue };
-        if *name == header::HOST || is_reserved(name) || connection_listed.contains(name) {
-            continue;
-        }
-        if *name == X_CORRELATION_ID && !is_token_like(&value) {
+        if *name == header::HOST || filter.is_reserved(name) || connection_listed.contains(name) {
             continue;
         }
         headers.append(name.clone(), value);
     }
 
     headers.insert(X_REQUEST_ID, out.request_id.clone());
+    if let Some(id) = out.correlation_id {
+        headers.insert(X_CORRELATION_ID, id.clone());
+    }
     if let Some(principal) = out.principal {
         headers.insert(
             NHSD_IDENTITY_UUID,
@@ -182,7 +264,7 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
 }
 
 /// Visible ASCII without quotes or separators that could break a header, at most 128 bytes.
-fn is_token_like(value: &HeaderValue) -> bool {
+pub(crate) fn is_token_like(value: &HeaderValue) -> bool {
     let b = value.as_bytes();
     !b.is_empty()
         && b.len() <= 128
@@ -213,16 +295,22 @@ mod tests {
     }
 
     fn rewrite(pairs: &[(&str, &str)]) -> HeaderMap {
+        rewrite_with(pairs, &HeaderFilter::default(), None)
+    }
+
+    fn rewrite_with(pairs: &[(&str, &str)], filter: &HeaderFilter, correlation: Option<&str>) -> HeaderMap {
         let mut inbound = HeaderMap::new();
         for (k, v) in pairs {
             inbound.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         let id = HeaderValue::from_static("11111111-2222-4333-8444-555555555555");
         let p = principal();
+        let correlation = correlation.map(|c| HeaderValue::from_str(c).unwrap());
         to_upstream(
             inbound,
             &Outbound {
                 request_id: &id,
+                correlation_id: correlation.as_ref(),
                 principal: Some(&p),
                 role: None,
                 organisation: None,
@@ -231,6 +319,7 @@ mod tests {
                 host: Some("spine.example"),
                 expiry_warning: None,
             },
+            filter,
         )
     }
 
@@ -272,10 +361,87 @@ mod tests {
     }
 
     #[test]
-    fn correlation_id_passes_only_when_well_formed() {
-        assert_eq!(rewrite(&[("X-Correlation-ID", "abc-123")])["x-correlation-id"], "abc-123");
-        assert!(!rewrite(&[("X-Correlation-ID", "a\"b")]).contains_key("x-correlation-id"));
-        let long = "x".repeat(129);
-        assert!(!rewrite(&[("X-Correlation-ID", &long)]).contains_key("x-correlation-id"));
+    fn the_client_correlation_id_is_replaced_by_the_judged_one() {
+        assert!(!rewrite(&[("X-Correlation-ID", "abc-123")]).contains_key("x-correlation-id"), "only the judged one");
+        let h = rewrite_with(
+            &[("X-Correlation-ID", "evil"), ("X-Request-ID", "x")],
+            &HeaderFilter::default(),
+            Some("abc-123"),
+        );
+        assert_eq!(h["x-correlation-id"], "abc-123");
+        assert_eq!(h.get_all("x-correlation-id").iter().count(), 1);
+        assert_eq!(h["x-request-id"], "11111111-2222-4333-8444-555555555555");
+    }
+
+    #[test]
+    fn underscore_spellings_of_reserved_headers_are_removed() {
+        let h = rewrite(&[
+            ("nhsd_identity_uuid", "999999999999"),
+            ("NHSD_Session_URID", "123456789012"),
+            ("x_forwarded_for", "10.0.0.1"),
+            ("ssl_client_cert", "-----BEGIN CERTIFICATE-----"),
+            ("x_spinegate_auth_method", "smartcard"),
+            ("x-forwarded_host", "evil.example"),
+        ]);
+        for gone in [
+            "nhsd_identity_uuid",
+            "nhsd_session_urid",
+            "x_forwarded_for",
+            "ssl_client_cert",
+            "x_spinegate_auth_method",
+            "x-forwarded_host",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} reached the upstream");
+        }
+        assert_eq!(h["nhsd-identity-uuid"], "555000000001");
+    }
+
+    #[test]
+    fn every_forwarding_override_and_client_certificate_header_is_removed() {
+        let names = [
+            "X-Forwarded-Port",
+            "X-Forwarded-Server",
+            "X-Forwarded-Prefix",
+            "X-Forwarded-Ssl",
+            "X-Original-URL",
+            "X-Rewrite-URL",
+            "X-HTTP-Method-Override",
+            "X-Method-Override",
+            "Client-Cert",
+            "Client-Cert-Chain",
+            "True-Client-IP",
+            "X-Real-IP",
+            "X-Client-IP",
+            "SSL-Client-Verify",
+            "Proxy-Authorization",
+        ];
+        let pairs: Vec<(&str, &str)> = names.iter().map(|n| (*n, "spoofed")).collect();
+        let h = rewrite(&pairs);
+        for name in names {
+            let lower = name.to_ascii_lowercase();
+            assert!(h.get(&lower).is_none_or(|v| v != "spoofed"), "{name} reached the upstream");
+        }
+    }
+
+    #[test]
+    fn configured_names_and_prefixes_are_removed_too() {
+        let filter = HeaderFilter::new(&["x-internal-*".into(), "x-debug".into()]);
+        let h = rewrite_with(
+            &[("X-Internal-Role", "admin"), ("x_internal_user", "1"), ("X-Debug", "1"), ("X-Debugger", "kept")],
+            &filter,
+            None,
+        );
+        assert!(!h.contains_key("x-internal-role") && !h.contains_key("x_internal_user") && !h.contains_key("x-debug"));
+        assert_eq!(h["x-debugger"], "kept", "an exact name is not a prefix");
+    }
+
+    #[test]
+    fn trailers_lose_reserved_and_framing_fields() {
+        let mut trailers = HeaderMap::new();
+        for name in ["nhsd-identity-uuid", "x_forwarded_for", "host", "content-length", "x-checksum"] {
+            trailers.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static("x"));
+        }
+        HeaderFilter::default().strip_trailers(&mut trailers);
+        assert_eq!(trailers.keys().map(HeaderName::as_str).collect::<Vec<_>>(), vec!["x-checksum"]);
     }
 }

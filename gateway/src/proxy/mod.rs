@@ -119,11 +119,12 @@ impl Cluster {
     }
 
     /// Sends `request` (whose URI carries only path and query) to the next endpoint, round-robin.
-    /// `client_host` is the client's Host, sent as-is under `host_header = "preserve"`.
+    /// `client_authority` is the authority the client named, canonical (lower case, no trailing
+    /// dot), sent as `Host` under `host_header = "preserve"`: the same value routing judged.
     pub async fn forward(
         &self,
         mut request: Request<UpstreamBody>,
-        client_host: Option<&HeaderValue>,
+        client_authority: Option<&str>,
     ) -> Result<Response<Incoming>, ForwardError> {
         let target = &self.targets[self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len()];
         let path_and_query = request.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
@@ -134,8 +135,8 @@ impl Cluster {
             .build()
             .expect("scheme, authority and path are each valid");
         *request.version_mut() = self.version;
-        if let (HostHeader::Preserve, Some(host)) = (self.host_header, client_host) {
-            request.headers_mut().insert(header::HOST, host.clone());
+        if let (HostHeader::Preserve, Some(host)) = (self.host_header, client_authority.map(HeaderValue::from_str)) {
+            request.headers_mut().insert(header::HOST, host.expect("a canonical authority is a valid header value"));
         }
         match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
             Err(_) => Err(ForwardError::Timeout(self.response_timeout)),

@@ -497,3 +497,73 @@ pub fn frank(extra_rx2: &[&str]) -> String {
         rx2.join(", ")
     )
 }
+
+/// A response read off the wire by [`raw_http1`].
+#[derive(Debug)]
+pub struct RawResp {
+    pub status: u16,
+    /// Header lines as sent, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The problem+json reason, or the demo service's echo of what it received.
+    pub fn reason(&self) -> Option<String> {
+        self.json()["reason"].as_str().map(str::to_owned)
+    }
+}
+
+/// Sends `head` (request line and header lines, without the final blank line) byte for byte over
+/// TLS as HTTP/1.1 — nothing normalises it on the way, as a client library would — with
+/// `connection: close` added, and reads the whole response.
+pub async fn raw_http1(addr: SocketAddr, config: Arc<ClientConfig>, head: &str) -> RawResp {
+    let mut tls = tls_connect(addr, config).await.unwrap();
+    let request = format!("{head}\r\nconnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut bytes = Vec::new();
+    // A close_notify-less close is fine here: the response is complete when the server closes.
+    let _ = within(10, tls.read_to_end(&mut bytes)).await;
+    parse_http1(&bytes)
+}
+
+fn parse_http1(bytes: &[u8]) -> RawResp {
+    let split = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| {
+        panic!("no complete response head: {:?}", String::from_utf8_lossy(bytes));
+    });
+    let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = bytes[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked")) {
+        body = dechunk(&body);
+    }
+    RawResp { status, headers, body }
+}
+
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).split(';').next().unwrap().trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = eol + 2;
+        out.extend_from_slice(&rest[start..(start + size).min(rest.len())]);
+        rest = &rest[(start + size + 2).min(rest.len())..];
+    }
+    out
+}
