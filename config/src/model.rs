@@ -58,6 +58,10 @@ pub struct Config {
 pub struct Admin {
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub listen: SocketAddr,
+    /// Most concurrent admin connections.
+    pub max_connections: NonZeroUsize,
+    /// Time allowed for an admin request head.
+    pub header_read_timeout: Duration,
 }
 
 /// A client-facing TLS listener.
@@ -291,10 +295,19 @@ pub struct Limits {
     pub max_request_header_bytes: NonZeroUsize,
     /// Most bytes of request body.
     pub max_request_body_bytes: u64,
-    /// Time allowed to send request headers.
+    /// Time allowed for a request head, and for the first request after the handshake.
     pub header_read_timeout: Duration,
     /// Idle keep-alive connections are closed after this long.
     pub idle_timeout: Duration,
+    /// Longest wait between two reads of a request body.
+    pub body_read_timeout: Duration,
+    /// Least average request-body rate in bytes per second (0: none), enforced once
+    /// `body_read_timeout` has passed since the body began.
+    pub min_body_rate: u64,
+    /// Longest a write to the client may make no progress.
+    pub send_timeout: Duration,
+    /// Most concurrent requests per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
     /// Time allowed for the TLS handshake.
     pub handshake_timeout: Duration,
     /// Most concurrent connections per listener.

@@ -91,16 +91,32 @@ pub struct RawAdmin {
     /// Address of the admin listener (`/healthz`, `/readyz`, `/metrics`).
     #[serde(default = "default_admin_listen")]
     pub listen: Spanned<String>,
+    /// Most concurrent admin connections; more are closed at once.
+    #[serde(default = "default_admin_connections")]
+    pub max_connections: Spanned<u64>,
+    /// Time allowed for an admin request head (and idle keep-alive).
+    #[serde(default = "default_admin_header_timeout")]
+    pub header_read_timeout: HumanDuration,
 }
 
 impl Default for RawAdmin {
     fn default() -> Self {
-        Self { listen: default_admin_listen() }
+        Self {
+            listen: default_admin_listen(),
+            max_connections: default_admin_connections(),
+            header_read_timeout: default_admin_header_timeout(),
+        }
     }
 }
 
 fn default_admin_listen() -> Spanned<String> {
     Spanned::new(0..0, "127.0.0.1:9901".to_owned())
+}
+fn default_admin_connections() -> Spanned<u64> {
+    Spanned::new(0..0, 64)
+}
+fn default_admin_header_timeout() -> HumanDuration {
+    secs(10)
 }
 
 /// `[[listener]]`.
@@ -521,13 +537,29 @@ pub struct RawLimits {
     /// Most bytes of request body (413 beyond).
     #[serde(default = "default_body_bytes")]
     pub max_request_body_bytes: u64,
-    /// HTTP/1.1: time from when the gateway waits for a request head (so also the keep-alive
-    /// idle limit) until the head is complete.
+    /// Time allowed for a request head: from the handshake to the first request on any
+    /// protocol (an HTTP/2 preface included), and on HTTP/1.1 from waiting for each request
+    /// until its head is complete (so also the HTTP/1.1 keep-alive idle limit).
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout: HumanDuration,
-    /// An HTTP/2 connection with no request in flight is closed after this long.
+    /// An HTTP/2 or HTTP/3 connection with no request in flight is closed after this long.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: HumanDuration,
+    /// Longest wait between two reads of a request body (nginx `client_body_timeout`); 408
+    /// beyond.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout: HumanDuration,
+    /// Least average request-body rate, bytes per second, once `body_read_timeout` has passed
+    /// since the body began (Apache `mod_reqtimeout` `MinRate`); 0 for none; 408 below.
+    #[serde(default = "default_min_body_rate")]
+    pub min_body_rate: u64,
+    /// Longest a write to the client may make no progress (nginx `send_timeout`) before the
+    /// connection is closed.
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout: HumanDuration,
+    /// Most concurrent requests (streams) per HTTP/2 connection.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: Spanned<u64>,
     /// Time allowed for the TLS handshake.
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout: HumanDuration,
@@ -543,6 +575,10 @@ impl Default for RawLimits {
             max_request_body_bytes: default_body_bytes(),
             header_read_timeout: default_header_read_timeout(),
             idle_timeout: default_idle_timeout(),
+            body_read_timeout: default_body_read_timeout(),
+            min_body_rate: default_min_body_rate(),
+            send_timeout: default_send_timeout(),
+            max_concurrent_streams: default_max_concurrent_streams(),
             handshake_timeout: default_handshake_timeout(),
             max_connections: default_max_connections(),
         }
@@ -560,6 +596,18 @@ fn default_header_read_timeout() -> HumanDuration {
 }
 fn default_idle_timeout() -> HumanDuration {
     secs(300)
+}
+fn default_body_read_timeout() -> HumanDuration {
+    secs(30)
+}
+fn default_min_body_rate() -> u64 {
+    500
+}
+fn default_send_timeout() -> HumanDuration {
+    secs(30)
+}
+fn default_max_concurrent_streams() -> Spanned<u64> {
+    Spanned::new(0..0, 100)
 }
 fn default_handshake_timeout() -> HumanDuration {
     secs(10)

@@ -65,7 +65,11 @@ pub(crate) fn validate(text: &str, origin: Option<&Path>, base: &Path) -> Result
     })?;
     let ctx = Ctx { text, origin, base };
 
-    let admin = Admin { listen: ctx.addr(&raw.admin.listen)? };
+    let admin = Admin {
+        listen: ctx.addr(&raw.admin.listen)?,
+        max_connections: ctx.nonzero(&raw.admin.max_connections, "max_connections")?,
+        header_read_timeout: positive(&ctx, &raw.admin.header_read_timeout, "[admin] header_read_timeout")?,
+    };
     let listeners = listeners(&ctx, &raw.listener)?;
     let upstreams = upstreams(&ctx, &raw.upstream)?;
     let authorization = crate::authz::authorization(&ctx, &raw.authorization)?;
@@ -88,8 +92,15 @@ pub(crate) fn validate(text: &str, origin: Option<&Path>, base: &Path) -> Result
     let limits = Limits {
         max_request_header_bytes: ctx.nonzero(&l.max_request_header_bytes, "max_request_header_bytes")?,
         max_request_body_bytes: l.max_request_body_bytes,
-        header_read_timeout: l.header_read_timeout.0,
-        idle_timeout: l.idle_timeout.0,
+        header_read_timeout: positive(&ctx, &l.header_read_timeout, "header_read_timeout")?,
+        idle_timeout: positive(&ctx, &l.idle_timeout, "idle_timeout")?,
+        body_read_timeout: positive(&ctx, &l.body_read_timeout, "body_read_timeout")?,
+        min_body_rate: l.min_body_rate,
+        send_timeout: positive(&ctx, &l.send_timeout, "send_timeout")?,
+        max_concurrent_streams: u32::try_from(*l.max_concurrent_streams.get_ref())
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ctx.invalid(l.max_concurrent_streams.span(), "max_concurrent_streams must be 1 to 1000"))?,
         handshake_timeout: l.handshake_timeout.0,
         max_connections: ctx.nonzero(&l.max_connections, "max_connections")?,
     };
@@ -681,6 +692,15 @@ fn routes(
         });
     }
     Ok(out)
+}
+
+/// A timeout that must not be zero: zero would close every connection at once (or, read as
+/// "no limit", leave it unbounded, which is what these settings exist to prevent).
+fn positive(ctx: &Ctx<'_>, d: &HumanDuration, what: &str) -> Result<Duration, ConfigError> {
+    if d.0.is_zero() {
+        return Err(ctx.global(format!("{what} must be longer than 0s")));
+    }
+    Ok(d.0)
 }
 
 /// Header names to remove, canonical: lower case, `_` read as `-` (as the gateway compares

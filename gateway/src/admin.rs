@@ -15,6 +15,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use spinegate_config::Admin;
 use spinegate_revocation::deny::DenyEntry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -22,18 +23,34 @@ use tokio::sync::watch;
 use crate::metrics as m;
 use crate::runtime::Shared;
 
-/// Serves the admin endpoints until `stop` changes.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// Serves the admin endpoints until `stop` changes. The listener is for operators and probes, but
+/// anything that can reach it must not be able to hold it: connections are capped (more are
+/// closed at once, so a probe never waits behind a flood), request heads and idle keep-alive
+/// are bounded by `header_read_timeout`, and writes by the client-facing `send_timeout`.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, config: Admin, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections.get()));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.changed() => return,
         };
         let Ok((stream, _)) = accepted else { continue };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            metrics::counter!(m::ADMIN_CONNECTIONS_REFUSED).increment(1);
+            drop(stream);
+            continue;
+        };
         let shared = Arc::clone(&shared);
+        let send_timeout = shared.runtime.load().limits.send_timeout;
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| answer(Arc::clone(&shared), req));
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let io = TokioIo::new(crate::conn::SendTimeout::new(stream, send_timeout));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(config.header_read_timeout)
+                .serve_connection(io, service)
+                .await;
+            drop(permit);
         });
     }
 }

@@ -13,6 +13,7 @@
 //! - [`identity`]: user ids and the identity rules per issuing CA.
 //! - [`peer`]: a connection's certificate, resolved once and re-checked per request.
 //! - [`canonical`]: the request target (path, authority) in the one form it is judged in.
+//! - [`conn`]: a client connection: who is on it, what it is doing, the timers bounding it.
 //! - [`pipeline`]: the per-request steps; [`auth`] is who a request acts as.
 //! - [`routing`], [`proxy`]: route table, upstream clusters and the header contract.
 //! - [`error`]: the one mapping from refusal [`Reason`] to response; [`guidance`] words it for
@@ -31,6 +32,7 @@ pub mod auth;
 pub mod authz;
 pub mod canonical;
 pub mod clock;
+pub mod conn;
 pub mod dev;
 pub mod error;
 pub mod guidance;

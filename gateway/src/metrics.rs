@@ -35,6 +35,12 @@ metrics! {
     counter UPSTREAM_ERRORS = "spinegate_upstream_errors_total";
     /// Open client connections: `listener`.
     gauge CONNECTIONS_OPEN = "spinegate_connections_open";
+    /// Admin connections closed at once because `[admin] max_connections` were open.
+    counter ADMIN_CONNECTIONS_REFUSED = "spinegate_admin_connections_refused_total";
+    /// Client connections closed after their handshake: `listener`, `transport` (`tcp`,
+    /// `quic`), `reason` (`client`, `error`, `first_request_timeout`, `header_timeout`,
+    /// `send_timeout`, `idle`, `refusal`, `drain`).
+    counter CONNECTIONS_CLOSED = "spinegate_connections_closed_total";
     /// TLS handshakes: `listener`, `outcome` (`ok`, `failed`, `timeout`), `version`, `resumed`.
     counter TLS_HANDSHAKES = "spinegate_tls_handshakes_total";
     /// TLS handshake duration in seconds: `listener`.

@@ -4,18 +4,15 @@
 //! the access log and the metrics.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use rustls_pki_types::UnixTime;
 use spinegate_config::TokenBinding;
-use tokio::sync::Notify;
 
 use crate::assertion;
 use crate::audit::AuditRecord;
@@ -24,92 +21,26 @@ use crate::auth::token::logout::LogoutError;
 use crate::auth::{AssuranceLevel, AuthMethod, Principal};
 use crate::authz::{self, RoleData, Roles};
 use crate::canonical::{RequestTarget, TargetError};
+use crate::conn::{Conn, InFlight};
 use crate::error::{self, Reason};
 use crate::guidance;
 use crate::identity::UserId;
 use crate::metrics as m;
 use crate::peer::{Peer, PeerRefusal};
 use crate::proxy::ForwardError;
+use crate::proxy::body::{BodyLimits, GuardedBody};
 use crate::proxy::headers::{
     self, NHSD_END_USER_ORGANISATION_ODS, NHSD_SESSION_URID, Outbound, X_CERTIFICATE_EXPIRY_WARNING, X_CORRELATION_ID,
     X_REQUEST_ID,
 };
 use crate::routing::CompiledRoute;
-use crate::runtime::{Runtime, Shared};
+use crate::runtime::Runtime;
 
 /// Response body: streamed from the upstream, or generated here.
 pub type ResponseBody = Either<Incoming, Full<Bytes>>;
 
 /// Request body: from a TCP connection (HTTP/1.1 or HTTP/2) or an HTTP/3 stream.
 pub type RequestBody = Either<Incoming, crate::http3::RequestBody>;
-
-/// One client connection, shared by its requests.
-#[derive(Debug)]
-pub struct Conn {
-    /// Gateway-wide state.
-    pub shared: Arc<Shared>,
-    /// Index of the listener it arrived on.
-    pub listener: usize,
-    /// The client's address.
-    pub remote: SocketAddr,
-    /// The client certificate, when one was presented.
-    pub peer: Option<Peer>,
-    /// Activity, for the idle timeout and drain.
-    pub activity: Activity,
-    /// Signalled when a response decided the connection must close.
-    pub close: Notify,
-    /// `Alt-Svc` for this connection's responses (TCP listeners that also serve HTTP/3).
-    pub alt_svc: Option<HeaderValue>,
-}
-
-/// In-flight count and last activity of a connection.
-#[derive(Debug)]
-pub struct Activity {
-    epoch: Instant,
-    in_flight: AtomicUsize,
-    last_millis: AtomicU64,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Self { epoch: Instant::now(), in_flight: AtomicUsize::new(0), last_millis: AtomicU64::new(0) }
-    }
-}
-
-impl Activity {
-    fn touch(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_millis.store(ms, Ordering::Relaxed);
-    }
-
-    /// How long the connection has had no request in flight (zero while one is).
-    pub fn idle_for(&self) -> Duration {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return Duration::ZERO;
-        }
-        let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
-        self.epoch.elapsed().saturating_sub(last)
-    }
-}
-
-struct InFlight<'a>(&'a Activity);
-
-impl<'a> InFlight<'a> {
-    fn begin(activity: &'a Activity) -> Self {
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        activity.touch();
-        metrics::gauge!(m::REQUESTS_IN_FLIGHT).increment(1.0);
-        Self(activity)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        metrics::gauge!(m::REQUESTS_IN_FLIGHT).decrement(1.0);
-    }
-}
 
 /// What one request learned on its way through.
 struct RequestCtx {
@@ -256,7 +187,7 @@ async fn process(
     let target = canonical_target(conn, ctx, &request)?;
     check_limits(runtime, request.headers())?;
     if target.path.as_str() == runtime.logout_path {
-        return Ok(backchannel_logout(conn, request, now).await);
+        return Ok(backchannel_logout(conn, runtime, request, now).await);
     }
     if target.path.as_str() == runtime.guidance.whoami_path() {
         return whoami(conn, runtime, ctx, &request, now).await;
@@ -330,8 +261,8 @@ async fn process(
         host: authority.map(|a| a.host()),
         expiry_warning: ctx.expiry_warning.as_ref(),
     };
-    let mut upstream_request =
-        Request::from_parts(parts, Limited::new(body, runtime.limits.max_request_body_bytes as usize));
+    let body = GuardedBody::new(body, runtime.body_limits(), Arc::clone(&runtime.header_filter));
+    let mut upstream_request = Request::from_parts(parts, body);
     let headers = std::mem::take(upstream_request.headers_mut());
     *upstream_request.headers_mut() = headers::to_upstream(headers, &outbound, &runtime.header_filter);
 
@@ -349,11 +280,18 @@ async fn process(
         }
         Err(e) => {
             let (kind, reason) = match &e {
-                ForwardError::Timeout(_) => ("timeout", Reason::UpstreamTimeout),
-                ForwardError::BodyTooLarge => ("body_too_large", Reason::RequestTooLarge),
-                ForwardError::Unavailable(_) => ("unavailable", Reason::UpstreamUnavailable),
+                ForwardError::Timeout(_) => (Some("timeout"), Reason::UpstreamTimeout),
+                ForwardError::Unavailable(_) => (Some("unavailable"), Reason::UpstreamUnavailable),
+                // The client's doing, not the upstream's: not an upstream error.
+                ForwardError::BodyTooLarge => (None, Reason::RequestTooLarge),
+                ForwardError::BodyTooSlow => (None, Reason::RequestTimeout),
+                // Nobody is left to read the answer; the status is for the log.
+                ForwardError::ClientAborted => (None, Reason::RequestTimeout),
             };
-            metrics::counter!(m::UPSTREAM_ERRORS, "upstream" => cluster.name.to_string(), "kind" => kind).increment(1);
+            if let Some(kind) = kind {
+                metrics::counter!(m::UPSTREAM_ERRORS, "upstream" => cluster.name.to_string(), "kind" => kind)
+                    .increment(1);
+            }
             tracing::warn!(
                 request_id = ctx.request_id.to_str().unwrap_or(""),
                 upstream = %cluster.name,
@@ -731,7 +669,12 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Reason> {
 
 /// OpenID Connect Back-Channel Logout: `POST` with a form body `logout_token=<JWT>`. Answers 200
 /// on success and 400 `{"error":"invalid_request"}` otherwise (spec §2.8), never cached.
-async fn backchannel_logout(conn: &Conn, request: Request<RequestBody>, now: UnixTime) -> Response<ResponseBody> {
+async fn backchannel_logout(
+    conn: &Conn,
+    runtime: &Runtime,
+    request: Request<RequestBody>,
+    now: UnixTime,
+) -> Response<ResponseBody> {
     let respond = |status: StatusCode, body: &'static str| {
         let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(body.as_bytes()))));
         *response.status_mut() = status;
@@ -742,9 +685,16 @@ async fn backchannel_logout(conn: &Conn, request: Request<RequestBody>, now: Uni
     if request.method() != http::Method::POST {
         return respond(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"invalid_request"}"#);
     }
-    let body = match Limited::new(request.into_body(), 64 * 1024).collect().await {
+    // Read before anything authenticates it, so held tight: no more than a logout token
+    // (with its form field name and a few escapes) and never slowly.
+    let max_bytes = conn.shared.tokens.max_token_bytes() as u64 + LOGOUT_FORM_OVERHEAD;
+    let limits = BodyLimits { max_bytes, ..runtime.body_limits() };
+    let body = match GuardedBody::new(request.into_body(), limits, Arc::clone(&runtime.header_filter)).collect().await {
         Ok(body) => body.to_bytes(),
-        Err(_) => return respond(StatusCode::BAD_REQUEST, r#"{"error":"invalid_request"}"#),
+        Err(e) => {
+            tracing::info!(client = %conn.remote, error = %e, "back-channel logout body refused");
+            return respond(StatusCode::BAD_REQUEST, r#"{"error":"invalid_request"}"#);
+        }
     };
     let token = std::str::from_utf8(&body)
         .ok()
@@ -764,6 +714,9 @@ async fn backchannel_logout(conn: &Conn, request: Request<RequestBody>, now: Uni
         }
     }
 }
+
+/// Room in a logout body beyond the token itself: `logout_token=` and a few escapes.
+const LOGOUT_FORM_OVERHEAD: u64 = 256;
 
 /// `<days> days; not-after=<RFC 3339>` when the certificate ends within `window`.
 fn expiry_warning(principal: &Principal, now: UnixTime, window: Duration) -> Option<HeaderValue> {

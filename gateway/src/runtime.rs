@@ -39,7 +39,7 @@ pub struct Runtime {
     /// Routes.
     pub routes: RouteTable,
     /// The header names clients may not send upstream.
-    pub header_filter: crate::proxy::headers::HeaderFilter,
+    pub header_filter: Arc<crate::proxy::headers::HeaderFilter>,
     /// Upstream clusters, by the index routes carry.
     pub clusters: Vec<Arc<Cluster>>,
     /// Request limits.
@@ -103,6 +103,15 @@ pub struct Shared {
 }
 
 impl Runtime {
+    /// What a request body is held to.
+    pub fn body_limits(&self) -> crate::proxy::body::BodyLimits {
+        crate::proxy::body::BodyLimits {
+            max_bytes: self.limits.max_request_body_bytes,
+            read_timeout: self.limits.body_read_timeout,
+            min_rate: self.limits.min_body_rate,
+        }
+    }
+
     /// Loads the material `config` names and builds every derived object.
     pub fn build(
         config: &Config,
@@ -152,7 +161,7 @@ impl Runtime {
         Ok(Self {
             trust,
             routes: RouteTable::new(&config.routes, &policy),
-            header_filter: crate::proxy::headers::HeaderFilter::new(&config.request_headers.remove),
+            header_filter: Arc::new(crate::proxy::headers::HeaderFilter::new(&config.request_headers.remove)),
             policy: Arc::new(policy),
             assertion,
             trust_digest: trust_digest(&config.client_auth)?,

@@ -19,10 +19,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::{Clock, SystemClock};
+use crate::conn::{self, Activity, CloseReason, Conn, SendTimeout};
 use crate::material::MaterialError;
 use crate::metrics as m;
 use crate::peer::{Cache, Peer};
-use crate::pipeline::{self, Activity, Conn};
+use crate::pipeline;
 use crate::reload::{ReloadError, Trigger};
 use crate::runtime::{Runtime, Shared};
 use crate::tls::{self, ResumptionState};
@@ -149,7 +150,7 @@ impl Gateway {
         }
         let admin_tcp = bind(config.admin.listen).await?;
         let admin = admin_tcp.local_addr().map_err(|source| StartError::Bind { addr: config.admin.listen, source })?;
-        tokio::spawn(crate::admin::serve(admin_tcp, Arc::clone(&shared), stopped.clone()));
+        tokio::spawn(crate::admin::serve(admin_tcp, Arc::clone(&shared), config.admin.clone(), stopped.clone()));
         tokio::spawn(Arc::clone(&shared.revocation).run(stopped.clone()));
         tokio::spawn(crate::authz::directory::keep_current(Arc::clone(&shared), stopped.clone()));
         shared.ready.store(true, Ordering::Release);
@@ -298,7 +299,7 @@ async fn serve_connection(
         close: tokio::sync::Notify::new(),
         alt_svc,
     });
-    let open = metrics::gauge!(m::CONNECTIONS_OPEN, "listener" => listener_name);
+    let open = metrics::gauge!(m::CONNECTIONS_OPEN, "listener" => listener_name.clone());
     open.increment(1.0);
     let service = {
         let conn = Arc::clone(&conn);
@@ -306,23 +307,25 @@ async fn serve_connection(
             pipeline::handle(Arc::clone(&conn), req.map(http_body_util::Either::Left))
         })
     };
-    let io = TokioIo::new(tls);
-    if h2 {
+    let io = TokioIo::new(SendTimeout::new(tls, limits.send_timeout));
+    let closed = if h2 {
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
             .max_header_list_size(hard_header_cap(&limits))
+            .max_concurrent_streams(limits.max_concurrent_streams)
             .keep_alive_interval(Some(Duration::from_secs(60)))
             .keep_alive_timeout(Duration::from_secs(20));
-        drive(builder.serve_connection(io, service), &conn, stopped, limits.idle_timeout).await;
+        drive(builder.serve_connection(io, service), &conn, stopped, &limits).await
     } else {
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(hard_header_cap(&limits) as usize);
-        drive(builder.serve_connection(io, service), &conn, stopped, limits.idle_timeout).await;
-    }
+        drive(builder.serve_connection(io, service), &conn, stopped, &limits).await
+    };
+    closed.record(&listener_name, "tcp");
     open.decrement(1.0);
 }
 
@@ -388,36 +391,64 @@ where
     }
 }
 
-/// Runs a connection to completion, starting a graceful close on shutdown, on a refusal that
-/// closes the connection, or after `idle_timeout` without a request.
-async fn drive(connection: impl Graceful, conn: &Conn, mut stopped: watch::Receiver<bool>, idle_timeout: Duration) {
+/// Runs a connection to completion and says why it ended. A graceful close (GOAWAY, or
+/// `Connection: close` after the request in flight) starts on shutdown, on a refusal that closes
+/// the connection, or after `idle_timeout` without a request. A connection on which no request
+/// began within `header_read_timeout` (an HTTP/2 client that never sends its preface) is dropped
+/// at once: there is nothing to say goodbye to, and hyper would wait for the preface before it
+/// could send GOAWAY. A closing connection with nothing in flight is dropped after
+/// [`conn::CLOSE_GRACE`], so no state a client can hold open is unbounded.
+async fn drive(
+    connection: impl Graceful,
+    conn: &Conn,
+    mut stopped: watch::Receiver<bool>,
+    limits: &spinegate_config::Limits,
+) -> CloseReason {
     let mut connection = pin!(connection);
-    let mut closing = false;
-    let mut idle_check =
-        tokio::time::interval((idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(15)));
-    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing: Option<(CloseReason, tokio::time::Instant)> = None;
+    let mut timers = tokio::time::interval(conn::timer_tick(limits.header_read_timeout, limits.idle_timeout));
+    timers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(client = %conn.remote, error = %e, "connection ended with an error");
+        let begin = tokio::select! {
+            result = connection.as_mut() => return ended(conn, result, closing.map(|(why, _)| why)),
+            _ = stopped.changed(), if closing.is_none() => CloseReason::Drain,
+            () = conn.close.notified(), if closing.is_none() => CloseReason::Refusal,
+            _ = timers.tick() => match closing {
+                None => match conn.activity.expired(limits.header_read_timeout, limits.idle_timeout) {
+                    Some(CloseReason::FirstRequestTimeout) => {
+                        tracing::debug!(client = %conn.remote, "no request within the header read timeout; closed");
+                        return CloseReason::FirstRequestTimeout;
+                    }
+                    Some(why) => why,
+                    None => continue,
+                },
+                Some((why, since)) => {
+                    if conn.activity.in_flight() == 0 && since.elapsed() >= conn::CLOSE_GRACE {
+                        return why;
+                    }
+                    continue;
                 }
-                return;
-            }
-            _ = stopped.changed(), if !closing => {
-                closing = true;
-                connection.as_mut().begin_shutdown();
-            }
-            () = conn.close.notified(), if !closing => {
-                closing = true;
-                connection.as_mut().begin_shutdown();
-            }
-            _ = idle_check.tick(), if !closing => {
-                if conn.activity.idle_for() >= idle_timeout {
-                    closing = true;
-                    connection.as_mut().begin_shutdown();
-                }
-            }
+            },
+        };
+        closing = Some((begin, tokio::time::Instant::now()));
+        connection.as_mut().begin_shutdown();
+    }
+}
+
+/// Why a connection whose hyper future finished ended: the gateway's own reason when it was
+/// closing it, else the client's doing or the error's kind.
+fn ended(conn: &Conn, result: Result<(), hyper::Error>, closing: Option<CloseReason>) -> CloseReason {
+    match (result, closing) {
+        (Err(e), _) if conn::is_send_timeout(&e) => {
+            tracing::debug!(client = %conn.remote, "client stopped reading; closed after the send timeout");
+            CloseReason::SendTimeout
+        }
+        (Err(e), _) if e.is_timeout() => CloseReason::HeaderTimeout,
+        (_, Some(why)) => why,
+        (Ok(()), None) => CloseReason::Client,
+        (Err(e), None) => {
+            tracing::debug!(client = %conn.remote, error = %e, "connection ended with an error");
+            CloseReason::Error
         }
     }
 }

@@ -311,3 +311,40 @@ async fn the_dev_world_serves_http3_on_its_gateway_port() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.received("nhsd-identity-uuid").as_deref(), Some(alice.user_id.as_str()));
 }
+
+/// A request stream that starts a HEADERS frame and never finishes it would hold a stream slot
+/// and the connection's drain for ever: it is dropped after the header read timeout, and a
+/// QUIC connection that never sends a request is closed after it too.
+#[tokio::test]
+async fn http3_streams_and_connections_without_requests_are_dropped() {
+    let pki = Pki::new();
+    let gw = Gw::start(&pki, |s| {
+        s.limits = "header_read_timeout = \"1s\"\n".into();
+        s.extra = "[listener.http3]\nmax_concurrent_streams = 16\n".to_owned();
+    })
+    .await;
+    let alice = pki.card("555000000001");
+    let mut h3 = within(10, H3::connect(gw.addr, quic_client(&pki, Some(&alice)))).await.unwrap();
+    assert_eq!(within(10, h3.get("/metadata")).await.unwrap().status, 200);
+    // A bidirectional stream with one byte of a HEADERS frame (its type) and no more.
+    let (mut send, mut recv) = h3.connection.open_bi().await.unwrap();
+    send.write_all(&[0x01]).await.unwrap();
+    let started = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(1024)).await;
+    assert!(ended.is_ok(), "the half-sent request stream was kept open");
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    // The connection itself still serves requests…
+    assert_eq!(within(10, h3.get("/metadata")).await.unwrap().status, 200);
+
+    // …but one that never sends any request is closed.
+    let silent = within(10, H3::connect(gw.addr, quic_client(&pki, Some(&alice)))).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.connection.closed()).await;
+    assert!(closed.is_ok(), "a QUIC connection without requests was kept open");
+    let series =
+        r#"spinegate_connections_closed_total{listener="test",transport="quic",reason="first_request_timeout"}"#;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.metric(series).await < 1.0 {
+        assert!(Instant::now() < deadline, "the close was not counted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -24,9 +24,10 @@ use tokio_util::task::TaskTracker;
 
 pub use body::RequestBody;
 
+use crate::conn::{self, Activity, CloseReason, Conn};
 use crate::metrics as m;
 use crate::peer::Peer;
-use crate::pipeline::{self, Activity, Conn};
+use crate::pipeline;
 use crate::runtime::Shared;
 
 /// HTTP/3 `H3_NO_ERROR`: the code a connection closes with after a graceful drain.
@@ -229,60 +230,80 @@ async fn serve_connection(
         close: tokio::sync::Notify::new(),
         alt_svc: None,
     });
-    let open = metrics::gauge!(m::CONNECTIONS_OPEN, "listener" => listener_name);
+    let open = metrics::gauge!(m::CONNECTIONS_OPEN, "listener" => listener_name.clone());
     open.increment(1.0);
     let cap = u64::try_from(limits.max_request_header_bytes.get().saturating_mul(2)).unwrap_or(u64::MAX);
-    match h3::server::builder().max_field_section_size(cap).build(h3_quinn::Connection::new(connection.clone())).await {
-        Ok(h3) => drive(h3, &conn, &connection, stopped, limits.idle_timeout).await,
-        Err(e) => tracing::debug!(client = %remote, error = %e, "HTTP/3 connection setup failed"),
-    }
+    // The control streams come first; a client that never opens them is as silent as one that
+    // never sends a request.
+    let mut builder = h3::server::builder();
+    let setup = builder.max_field_section_size(cap).build(h3_quinn::Connection::new(connection.clone()));
+    let closed = match tokio::time::timeout(limits.header_read_timeout, setup).await {
+        Ok(Ok(h3)) => drive(h3, &conn, &connection, stopped, &limits).await,
+        Ok(Err(e)) => {
+            tracing::debug!(client = %remote, error = %e, "HTTP/3 connection setup failed");
+            CloseReason::Error
+        }
+        Err(_) => {
+            connection.close(H3_NO_ERROR.into(), b"");
+            CloseReason::FirstRequestTimeout
+        }
+    };
+    closed.record(&listener_name, "quic");
     open.decrement(1.0);
 }
 
 type H3Connection = h3::server::Connection<h3_quinn::Connection, Bytes>;
 
 /// Accepts requests until the client goes, the gateway drains, a refusal closes the connection,
-/// or `idle_timeout` passes without a request; then sends GOAWAY, lets accepted requests finish
-/// and closes the connection.
+/// no request begins within `header_read_timeout`, or `idle_timeout` passes without one; then
+/// sends GOAWAY, lets accepted requests finish and closes the connection. A stream whose
+/// request headers do not arrive within `header_read_timeout` is dropped (it would otherwise
+/// hold a stream slot, and the drain, for ever), and every write to the client is bounded by
+/// `send_timeout`.
 async fn drive(
     mut h3: H3Connection,
     conn: &Arc<Conn>,
     connection: &quinn::Connection,
     mut stopped: watch::Receiver<bool>,
-    idle_timeout: Duration,
-) {
+    limits: &spinegate_config::Limits,
+) -> CloseReason {
     let requests = TaskTracker::new();
-    let mut idle_check =
-        tokio::time::interval((idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(15)));
-    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let graceful = loop {
+    let mut timers = tokio::time::interval(conn::timer_tick(limits.header_read_timeout, limits.idle_timeout));
+    timers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let why = loop {
         tokio::select! {
             accepted = h3.accept() => match accepted {
                 Ok(Some(resolver)) => {
                     let conn = Arc::clone(conn);
+                    let (head_timeout, send_timeout) = (limits.header_read_timeout, limits.send_timeout);
                     requests.spawn(async move {
-                        match resolver.resolve_request().await {
-                            Ok((request, stream)) => serve_request(conn, request, stream).await,
-                            Err(e) => tracing::debug!(client = %conn.remote, error = %e, "HTTP/3 request unreadable"),
+                        match tokio::time::timeout(head_timeout, resolver.resolve_request()).await {
+                            Ok(Ok((request, stream))) => serve_request(conn, request, stream, send_timeout).await,
+                            Ok(Err(e)) => tracing::debug!(client = %conn.remote, error = %e, "HTTP/3 request unreadable"),
+                            Err(_) => tracing::debug!(client = %conn.remote, "HTTP/3 request headers timed out; stream dropped"),
                         }
                     });
                 }
                 // The client sent GOAWAY (or closed) and every request is done.
-                Ok(None) => break false,
+                Ok(None) => break None,
                 Err(e) => {
                     tracing::debug!(client = %conn.remote, error = %e, "HTTP/3 connection ended");
-                    break false;
+                    break Some(CloseReason::Error);
                 }
             },
-            _ = stopped.changed() => break true,
-            () = conn.close.notified() => break true,
-            _ = idle_check.tick() => {
-                if conn.activity.idle_for() >= idle_timeout {
-                    break true;
+            _ = stopped.changed() => break Some(CloseReason::Drain),
+            () = conn.close.notified() => break Some(CloseReason::Refusal),
+            _ = timers.tick() => {
+                if let Some(why) = conn.activity.expired(limits.header_read_timeout, limits.idle_timeout) {
+                    break Some(why);
                 }
             }
         }
     };
+    let graceful = matches!(
+        why,
+        Some(CloseReason::Drain | CloseReason::Refusal | CloseReason::Idle | CloseReason::FirstRequestTimeout)
+    );
     if graceful {
         // GOAWAY naming the last accepted request: the client retries later ones elsewhere.
         if let Err(e) = h3.shutdown(0).await {
@@ -293,17 +314,16 @@ async fn drive(
     requests.wait().await;
     // A finished response may still be in flight, and closing the connection abandons unsent and
     // unacknowledged data: give the client (which has our GOAWAY) a moment to close first.
-    let _ = tokio::time::timeout(CLOSE_GRACE, connection.closed()).await;
+    let _ = tokio::time::timeout(conn::CLOSE_GRACE, connection.closed()).await;
     connection.close(H3_NO_ERROR.into(), b"");
+    why.unwrap_or(CloseReason::Client)
 }
-
-/// How long a connection that is ending waits for the client to close it.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 async fn serve_request(
     conn: Arc<Conn>,
     request: http::Request<()>,
     stream: h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
+    send_timeout: Duration,
 ) {
     let remote = conn.remote;
     let (mut send, recv) = stream.split();
@@ -312,16 +332,19 @@ async fn serve_request(
     let (mut parts, mut body) = response.into_parts();
     // Connection-specific fields are malformed in HTTP/3 (RFC 9114 §4.2).
     parts.headers.remove(header::CONNECTION);
-    if let Err(e) = send.send_response(Response::from_parts(parts, ())).await {
+    // A client that stops reading (QUIC flow control closes) holds the stream no longer than
+    // the send timeout per write.
+    if let Err(e) = bounded(send_timeout, send.send_response(Response::from_parts(parts, ()))).await {
         tracing::debug!(client = %remote, error = %e, "HTTP/3 response not sent");
+        send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
         return;
     }
     while let Some(frame) = body.frame().await {
         let sent = match frame {
             Ok(frame) => match frame.into_data() {
-                Ok(data) => send.send_data(data).await,
+                Ok(data) => bounded(send_timeout, send.send_data(data)).await,
                 Err(frame) => match frame.into_trailers() {
-                    Ok(trailers) => send.send_trailers(trailers).await,
+                    Ok(trailers) => bounded(send_timeout, send.send_trailers(trailers)).await,
                     Err(_) => Ok(()),
                 },
             },
@@ -333,11 +356,32 @@ async fn serve_request(
             }
         };
         if let Err(e) = sent {
-            tracing::debug!(client = %remote, error = %e, "HTTP/3 client went away");
+            tracing::debug!(client = %remote, error = %e, "HTTP/3 client went away or stopped reading");
+            send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
             return;
         }
     }
-    if let Err(e) = send.finish().await {
+    if let Err(e) = bounded(send_timeout, send.finish()).await {
         tracing::debug!(client = %remote, error = %e, "HTTP/3 stream not finished");
+    }
+}
+
+/// Why a write to an HTTP/3 client failed.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error(transparent)]
+    Stream(#[from] h3::error::StreamError),
+    #[error("no progress within the send timeout")]
+    Stalled,
+}
+
+/// One write to the client, allowed `timeout` to complete.
+async fn bounded(
+    timeout: Duration,
+    write: impl std::future::Future<Output = Result<(), h3::error::StreamError>>,
+) -> Result<(), SendError> {
+    match tokio::time::timeout(timeout, write).await {
+        Ok(result) => result.map_err(SendError::from),
+        Err(_) => Err(SendError::Stalled),
     }
 }

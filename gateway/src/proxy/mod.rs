@@ -2,6 +2,7 @@
 //! HTTP/2, plain or TLS with the gateway's own client certificate, bodies streamed both ways,
 //! connect and response timeouts.
 
+pub mod body;
 pub mod headers;
 
 use std::sync::Arc;
@@ -10,7 +11,6 @@ use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version, header};
-use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -23,8 +23,8 @@ use spinegate_config::{HostHeader, Upstream, UpstreamProtocol};
 
 use crate::material::{self, MaterialError};
 
-/// The request body type sent upstream: the client's body, capped.
-pub type UpstreamBody = Limited<crate::pipeline::RequestBody>;
+/// The request body type sent upstream: the client's body, held to the limits.
+pub type UpstreamBody = body::GuardedBody;
 
 /// Why forwarding failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,12 @@ pub enum ForwardError {
     /// The client's body went over the limit while streaming.
     #[error("request body exceeded the limit")]
     BodyTooLarge,
+    /// The client's body arrived too slowly (read timeout or minimum rate).
+    #[error("request body arrived too slowly")]
+    BodyTooSlow,
+    /// The client's body stream broke (the client reset or went away).
+    #[error("request body broke off")]
+    ClientAborted,
     /// Connecting failed, or the exchange broke.
     #[error("upstream exchange failed: {0}")]
     Unavailable(#[source] hyper_util::client::legacy::Error),
@@ -141,21 +147,14 @@ impl Cluster {
         match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
             Err(_) => Err(ForwardError::Timeout(self.response_timeout)),
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if caused_by_length_limit(&e) => Err(ForwardError::BodyTooLarge),
-            Ok(Err(e)) => Err(ForwardError::Unavailable(e)),
+            Ok(Err(e)) => Err(match body::body_error_in(&e) {
+                Some(body::BodyError::TooLarge(_)) => ForwardError::BodyTooLarge,
+                Some(body::BodyError::TooSlow { .. }) => ForwardError::BodyTooSlow,
+                Some(body::BodyError::Client(_)) => ForwardError::ClientAborted,
+                None => ForwardError::Unavailable(e),
+            }),
         }
     }
-}
-
-fn caused_by_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(e);
-    while let Some(err) = cause {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        cause = err.source();
-    }
-    false
 }
 
 fn client_tls(config: &Upstream, provider: &Arc<CryptoProvider>) -> Result<ClientConfig, MaterialError> {

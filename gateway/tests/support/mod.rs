@@ -91,6 +91,8 @@ pub struct Settings {
     pub listener_extra: String,
     pub certificates: String,
     pub limits: String,
+    /// More of `[admin]`, after its `listen`.
+    pub admin_extra: String,
     pub extra: String,
 }
 
@@ -114,6 +116,7 @@ impl Settings {
             r#"
 [admin]
 listen = "127.0.0.1:0"
+{admin_extra}
 
 [[listener]]
 name = "test"
@@ -153,6 +156,7 @@ upstream = "demo"
 {extra}
 "#,
             client_certificate = self.client_certificate,
+            admin_extra = self.admin_extra,
             listener_extra = self.listener_extra,
             root = pki.path("root.pem"),
             issuing = pki.path("issuing.pem"),
@@ -180,6 +184,7 @@ impl Default for Settings {
             listener_extra: String::new(),
             certificates: String::new(),
             limits: String::new(),
+            admin_extra: String::new(),
             extra: String::new(),
         }
     }

@@ -193,6 +193,11 @@ impl TokenVerifier {
         }
     }
 
+    /// The largest token accepted, bytes.
+    pub fn max_token_bytes(&self) -> usize {
+        self.limits.max_token_bytes
+    }
+
     /// Whether any issuer is configured.
     pub fn is_enabled(&self) -> bool {
         !self.issuers.is_empty()
