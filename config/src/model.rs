@@ -487,7 +487,7 @@ pub struct TokenIssuer {
     pub issuer: String,
     /// Where the keys come from.
     pub keys: KeySource,
-    /// Accepted `aud` / `azp`.
+    /// Accepted `aud` values (`azp` is not an audience).
     pub audiences: Vec<String>,
     /// Accepted algorithm names (validated: RS*, PS*, ES256, ES384, EdDSA).
     pub algorithms: Vec<String>,

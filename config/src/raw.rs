@@ -779,7 +779,7 @@ pub struct RawTokenIssuer {
     pub jwks_url: Option<Spanned<String>>,
     /// OpenID discovery document naming `jwks_uri` (instead of `jwks_url`).
     pub discovery_url: Option<Spanned<String>>,
-    /// Accepted `aud` / `azp` values.
+    /// Accepted `aud` values: a token's `aud` must hold one (`azp` is not an audience).
     pub audiences: Spanned<Vec<String>>,
     /// Accepted algorithms.
     #[serde(default = "default_algorithms")]

@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use rustls_pki_types::UnixTime;
-use spinegate_config::TokenBinding;
+use spinegate_config::{CrossSite, TokenBinding};
 
 use crate::assertion;
 use crate::audit::AuditRecord;
@@ -20,7 +20,7 @@ use crate::auth::token::TokenError;
 use crate::auth::token::logout::LogoutError;
 use crate::auth::{AssuranceLevel, AuthMethod, Principal};
 use crate::authz::{self, RoleData, Roles};
-use crate::canonical::{RequestTarget, TargetError};
+use crate::canonical::{self, RequestTarget, TargetError};
 use crate::conn::{Conn, InFlight};
 use crate::error::{self, Reason};
 use crate::guidance;
@@ -211,6 +211,16 @@ async fn process(
     }
     let route = route.ok_or(Reason::NoRoute)?;
     ctx.route = Some(Arc::clone(&route.name));
+    // The card is presented by the browser whatever page asks: an unsafe request it carries from
+    // another site's page is refused unless the route says otherwise. Tokens are not ambient
+    // (a page cannot attach one it does not have), so token requests are not judged here.
+    if route.cross_site == CrossSite::Refuse
+        && principal.as_ref().is_some_and(|p| p.method == AuthMethod::Smartcard)
+        && canonical::origin::is_cross_site(request.method(), request.headers(), target.authority.as_ref())
+    {
+        tracing::info!(client = %conn.remote, route = %route.name, "cross-site request on a smartcard refused");
+        return Err(Reason::CrossSiteRequest);
+    }
     let rule = rule.ok_or(Reason::ActivityNotPermitted)?;
     let decision = match &principal {
         Some(p) => {

@@ -56,7 +56,7 @@ path_prefix = "/legacy"
 upstream = "demo"
 path_parameters = "allow"
 [[route.rule]]
-methods = ["GET"]
+methods = ["GET", "POST"]
 organisation_scope = false
 
 [[route]]
@@ -369,4 +369,58 @@ async fn preserved_host_is_the_canonical_authority_that_was_routed() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["received_headers"]["host"], "localhost:8443");
     assert_eq!(r.json()["received_headers"]["x-forwarded-host"], "localhost");
+}
+
+#[tokio::test]
+async fn cross_site_posts_riding_on_a_smartcard_are_refused() {
+    let w = World::start().await;
+    let alice = w.pki.card(ALICE);
+    let port = w.gw.addr.port();
+    let post = |extra: &str| {
+        format!("POST /Patient/9000000009 HTTP/1.1\r\nhost: localhost:{port}\r\ncontent-length: 0{extra}")
+    };
+    // A page on another site making alice's browser post with her card.
+    for extra in [
+        "\r\nsec-fetch-site: cross-site",
+        "\r\nsec-fetch-site: same-site",
+        "\r\norigin: https://evil.example",
+        "\r\norigin: null",
+    ] {
+        let r = w.raw(Some(&alice), &post(extra)).await;
+        refused(&r, 403, "cross_site_request");
+        let line = w.audit_of(r.header("x-request-id").unwrap()).await;
+        assert_eq!((line["reason"].as_str(), line["user_id"].as_str()), (Some("cross_site_request"), Some(ALICE)));
+    }
+    // Her own pages, and clinical systems (no browser headers), are served.
+    for extra in
+        [String::new(), "\r\nsec-fetch-site: same-origin".into(), format!("\r\norigin: https://localhost:{port}")]
+    {
+        let r = w.raw(Some(&alice), &post(&extra)).await;
+        assert!(r.json()["received_target"].is_string(), "{extra:?}: {}", String::from_utf8_lossy(&r.body));
+    }
+    // Reading is not changing: a cross-site GET is judged only by the route's rules.
+    let r =
+        w.raw(Some(&alice), "GET /Patient/9000000009 HTTP/1.1\r\nhost: localhost\r\nsec-fetch-site: cross-site").await;
+    assert_eq!(r.status, 200);
+    // A bearer token is not ambient: a page cannot attach one it does not have.
+    let token = w.token("555000000021");
+    let r = w.raw(None, &format!("{}\r\nauthorization: Bearer {token}", post("\r\nsec-fetch-site: cross-site"))).await;
+    assert!(r.json()["received_target"].is_string(), "{}", String::from_utf8_lossy(&r.body));
+}
+
+#[tokio::test]
+async fn a_route_may_accept_cross_site_requests_on_purpose() {
+    let w = World::start_with(|s| {
+        s.extra =
+            s.extra.replace("path_prefix = \"/legacy\"", "path_prefix = \"/legacy\"\ncross_site_requests = \"allow\"");
+    })
+    .await;
+    let alice = w.pki.card(ALICE);
+    let r = w
+        .raw(
+            Some(&alice),
+            "POST /legacy/form HTTP/1.1\r\nhost: localhost\r\ncontent-length: 0\r\norigin: https://evil.example",
+        )
+        .await;
+    assert!(r.json()["received_target"].is_string(), "{}", String::from_utf8_lossy(&r.body));
 }

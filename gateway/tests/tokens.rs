@@ -426,3 +426,62 @@ async fn back_channel_logout_refuses_the_sessions_tokens_until_they_expire() {
     other["sid"] = json!("another-session");
     assert_eq!(w.call(None, &w.token(&other)).await.status, 200);
 }
+
+#[tokio::test]
+async fn a_cached_token_is_refused_once_older_than_the_maximum_age() {
+    let w = World::start("max_token_age = \"1h\"", "").await;
+    // Issued now, valid for three hours: the age limit, not exp, must end it.
+    let mut claims = w.claims("555000000021");
+    claims["exp"] = json!(claims["iat"].as_u64().unwrap() + 3 * 3600);
+    let token = w.token(&claims);
+    assert_eq!(w.call(None, &token).await.status, 200);
+    assert_eq!(w.call(None, &token).await.status, 200, "served from the cache");
+    w.gw.clock.advance(Duration::from_secs(3600 + 60 + 5));
+    assert_refused(&w.call(None, &token).await, "invalid_token");
+    assert!(w.gw.metric("spinegate_token_verifications_total{issuer=\"unknown\",result=\"too_old\"}").await >= 1.0);
+}
+
+#[tokio::test]
+async fn a_logout_token_is_not_accepted_as_a_bearer_token() {
+    let w = World::start("", "").await;
+    let claims = w.claims("555000000021");
+    // Signed by the issuer, but typed (and shaped) as a logout token.
+    let logout = w.issuer().logout_token(AUDIENCE, claims["sid"].as_str(), Some("555000000021"));
+    assert_refused(&w.call(None, &logout).await, "invalid_token");
+    // Its type alone is enough: an access token's claims under typ logout+jwt.
+    let kid = w.issuer().current_kid().to_owned();
+    let retyped = w.issuer().sign_raw(&json!({"alg": "RS256", "kid": kid, "typ": "logout+jwt"}), &claims);
+    assert_refused(&w.call(None, &retyped).await, "invalid_token");
+    assert!(w.gw.metric("spinegate_token_verifications_total{issuer=\"unknown\",result=\"wrong_type\"}").await >= 1.0);
+    // The types an access token may carry.
+    for typ in ["JWT", "at+jwt", "application/at+JWT"] {
+        let token = w.issuer().sign_raw(&json!({"alg": "RS256", "kid": kid, "typ": typ}), &claims);
+        assert_eq!(w.call(None, &token).await.status, 200, "{typ}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_for_another_audience_is_refused_whoever_requested_it() {
+    let w = World::start("", "").await;
+    let mut claims = w.claims("555000000021");
+    claims["aud"] = json!("another-service");
+    claims["azp"] = json!(AUDIENCE);
+    assert_refused(&w.call(None, &w.token(&claims)).await, "invalid_token");
+}
+
+#[tokio::test]
+async fn key_endpoint_down_does_not_pile_up_refreshes() {
+    let w = World::start("jwks_ttl = \"10m\"\njwks_max_staleness = \"1h\"\njwks_refetch_interval = \"30s\"", "").await;
+    assert_eq!(w.call(None, &w.token(&w.claims("555000000021"))).await.status, 200);
+    let fetched = w.keys.requests();
+    w.keys.set_mode(KeyEndpointMode::Fail);
+    w.gw.clock.advance(Duration::from_secs(30 * 60));
+    // Fifty new tokens past the TTL: the last good keys serve them, and the failing endpoint is
+    // asked once, not once per token.
+    for i in 0..50 {
+        let r = w.call(None, &w.token(&w.claims(&format!("5550000001{i:02}")))).await;
+        assert_eq!(r.status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(w.keys.requests() - fetched <= 2, "{} fetches while the endpoint was down", w.keys.requests() - fetched);
+}

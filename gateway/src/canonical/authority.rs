@@ -127,7 +127,7 @@ impl CanonicalAuthority {
     }
 
     /// Same host, and the same port once a missing port is read as HTTPS's 443.
-    fn same_origin(&self, other: &Self) -> bool {
+    pub fn same_origin(&self, other: &Self) -> bool {
         self.host() == other.host() && self.port.unwrap_or(443) == other.port.unwrap_or(443)
     }
 }

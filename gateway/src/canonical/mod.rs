@@ -1,8 +1,10 @@
 //! Every part of the request target a client controls, in the one canonical form the gateway
-//! judges and forwards: the path ([`path`]) and the authority ([`authority`]). Nothing later in the
-//! pipeline reads the raw target.
+//! judges and forwards: the path ([`path`]) and the authority ([`authority`]), and where a
+//! browser says the request came from ([`origin`]). Nothing later in the pipeline reads the raw
+//! target.
 
 pub mod authority;
+pub mod origin;
 pub mod path;
 
 pub use authority::{AuthorityError, CanonicalAuthority};

@@ -1,5 +1,5 @@
 //! A verified token's claims: the registered ones checked against the issuer's rules (`iss`,
-//! `aud`/`azp`, `exp`, `nbf`, `iat`, required claims) and the Care Identity ones read into typed
+//! `aud`, `exp`, `nbf`, `iat`, required claims) and the Care Identity ones read into typed
 //! values — user id, role profiles, selected role, assurance levels, authenticator.
 
 use std::sync::Arc;
@@ -15,7 +15,8 @@ use crate::identity::UserId;
 pub struct Rules {
     /// The exact `iss`.
     pub issuer: Arc<str>,
-    /// Accepted audiences / client ids: `aud` must contain one, or `azp` must be one.
+    /// Accepted audiences: `aud` must contain one. `azp` (the party the token was issued to)
+    /// is not an audience: a token for another service is refused whoever requested it.
     pub audiences: Vec<String>,
     /// Tolerated clock difference.
     pub skew: Duration,
@@ -37,7 +38,7 @@ pub enum ClaimError {
     /// `iss` is not the configured issuer.
     #[error("issuer does not match")]
     Issuer,
-    /// Neither `aud` nor `azp` names an accepted audience.
+    /// `aud` names no accepted audience.
     #[error("audience does not match")]
     Audience,
     /// `exp` has passed.
@@ -147,7 +148,7 @@ pub fn parse_object(payload: &[u8]) -> Result<Object<'_>, ClaimError> {
 struct Known<'o, 'a> {
     iss: Option<&'o Json<'a>>,
     aud: Option<&'o Json<'a>>,
-    azp: Option<&'o Json<'a>>,
+    events: Option<&'o Json<'a>>,
     exp: Option<&'o Json<'a>>,
     nbf: Option<&'o Json<'a>>,
     iat: Option<&'o Json<'a>>,
@@ -171,7 +172,7 @@ impl<'o, 'a> Known<'o, 'a> {
             let slot = match name {
                 "iss" => &mut k.iss,
                 "aud" => &mut k.aud,
-                "azp" => &mut k.azp,
+                "events" => &mut k.events,
                 "exp" => &mut k.exp,
                 "nbf" => &mut k.nbf,
                 "iat" => &mut k.iat,
@@ -212,9 +213,13 @@ pub fn check_object(claims: &Object<'_>, rules: &Rules, now: u64) -> Result<Clai
         Some(Json::String(a)) => accepted(a),
         Some(Json::Array(list)) => list.iter().any(|a| a.as_str().is_some_and(accepted)),
         _ => false,
-    } || k.azp.and_then(Json::as_str).is_some_and(accepted);
+    };
     if !audience_ok {
         return Err(ClaimError::Audience);
+    }
+    // A logout token (its `events` claim) is never a bearer token, whatever its `typ` says.
+    if k.events.is_some() {
+        return Err(ClaimError::Malformed("a logout token is not an access token".into()));
     }
     let exp = k.exp.and_then(number).ok_or_else(|| ClaimError::Missing("exp".into()))?;
     if now >= exp.saturating_add(skew) {
@@ -369,13 +374,23 @@ mod tests {
     }
 
     #[test]
-    fn issuer_audience_and_azp() {
+    fn issuer_and_audience() {
         let wrong_iss = br#"{"iss":"https://evil","aud":"spinegate","sub":"555000000007","exp":2000,"iat":1000}"#;
         assert_eq!(check(wrong_iss, &rules(), 1500).unwrap_err(), ClaimError::Issuer);
         let wrong_aud = br#"{"iss":"https://ci.example","aud":["other"],"sub":"555000000007","exp":2000,"iat":1000}"#;
         assert_eq!(check(wrong_aud, &rules(), 1500).unwrap_err(), ClaimError::Audience);
+    }
+
+    #[test]
+    fn a_token_for_another_service_is_refused_even_if_our_client_requested_it() {
         let azp = br#"{"iss":"https://ci.example","aud":["other"],"azp":"spinegate","sub":"555000000007","exp":2000,"iat":1000}"#;
-        assert!(check(azp, &rules(), 1500).is_ok());
+        assert_eq!(check(azp, &rules(), 1500).unwrap_err(), ClaimError::Audience);
+    }
+
+    #[test]
+    fn a_logout_token_is_not_an_access_token() {
+        let logout = br#"{"iss":"https://ci.example","aud":"spinegate","sub":"555000000007","exp":2000,"iat":1000,"events":{"http://schemas.openid.net/event/backchannel-logout":{}}}"#;
+        assert!(matches!(check(logout, &rules(), 1500).unwrap_err(), ClaimError::Malformed(_)));
     }
 
     #[test]

@@ -383,6 +383,9 @@ pub enum JwsError {
     /// The signature does not verify.
     #[error("signature does not verify")]
     Signature,
+    /// `typ` names another kind of token (a logout token offered as an access token …).
+    #[error("token type {0:?} is not accepted here")]
+    Type(String),
 }
 
 impl JwsError {
@@ -398,7 +401,34 @@ impl JwsError {
             JwsError::UnknownKey(_) => "unknown_key",
             JwsError::AmbiguousKey => "ambiguous_key",
             JwsError::Signature => "bad_signature",
+            JwsError::Type(_) => "wrong_type",
         }
+    }
+}
+
+/// What a token is used for, which its `typ` header must not contradict (RFC 8725 §3.11: explicit
+/// typing keeps one kind of JWT from being accepted as another). `typ` is compared without case
+/// and without an `application/` prefix; a token without `typ` passes (Care Identity sends
+/// `JWT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenUse {
+    /// A bearer token for requests: `JWT` or `at+jwt` (RFC 9068).
+    Access,
+    /// An OpenID Connect back-channel logout token: `JWT` or `logout+jwt`.
+    Logout,
+}
+
+impl TokenUse {
+    /// Refuses a `typ` that names another use.
+    pub fn check(self, typ: Option<&str>) -> Result<(), JwsError> {
+        let Some(typ) = typ else { return Ok(()) };
+        let lower = typ.to_ascii_lowercase();
+        let bare = lower.strip_prefix("application/").unwrap_or(&lower);
+        let fits = match self {
+            TokenUse::Access => matches!(bare, "jwt" | "at+jwt"),
+            TokenUse::Logout => matches!(bare, "jwt" | "logout+jwt"),
+        };
+        if fits { Ok(()) } else { Err(JwsError::Type(typ.to_owned())) }
     }
 }
 

@@ -2,11 +2,13 @@
 //! JWK Set URL or through OpenID discovery. Keys are used for `ttl`, then refreshed in the
 //! background while the old ones keep serving; if the endpoint keeps failing, the last good
 //! keys serve until `max_staleness` and then tokens are refused. A token with an unknown `kid`
-//! causes at most one refetch per `refetch_interval`, so random `kid`s cannot make a fetch storm;
-//! concurrent fetches are one fetch.
+//! causes at most one refetch per `refetch_interval`, so random `kid`s cannot make a fetch storm.
+//! While the endpoint is down nothing piles up: at most one background refresh runs at a time,
+//! none starts within `refetch_interval` of a failed attempt, and callers that wait for keys
+//! share the attempt in progress (its outcome, success or failure) instead of each fetching.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -148,6 +150,12 @@ pub struct Jwks {
     /// When the last refetch for an unknown `kid` started (0: never).
     last_kid_refetch: AtomicU64,
     fetching: tokio::sync::Mutex<()>,
+    /// Whether a background refresh is running.
+    refreshing: AtomicBool,
+    /// Fetch attempts finished, and the last one's failure (when it failed): a caller that
+    /// waited for another's attempt takes its outcome.
+    attempts: AtomicU64,
+    last_failure: std::sync::Mutex<Option<(u64, String)>>,
 }
 
 impl Jwks {
@@ -170,7 +178,30 @@ impl Jwks {
             state: ArcSwapOption::empty(),
             last_kid_refetch: AtomicU64::new(0),
             fetching: tokio::sync::Mutex::new(()),
+            refreshing: AtomicBool::new(false),
+            attempts: AtomicU64::new(0),
+            last_failure: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Starts a refresh in the background unless one is running or the last attempt failed
+    /// within `refetch_interval` (the endpoint is down: asking again per request would only
+    /// pile up tasks and load it as it recovers).
+    fn refresh_in_background(self: &Arc<Self>, now: u64) {
+        let failed_recently = self
+            .last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|(at, _)| now.saturating_sub(*at) < self.options.refetch_interval.as_secs());
+        if failed_recently || self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let _ = this.fetch_now(now).await;
+            this.refreshing.store(false, Ordering::Release);
+        });
     }
 
     /// Keys usable at `now`. Within `ttl`: the cached keys. Past it but within `max_staleness`:
@@ -182,10 +213,7 @@ impl Jwks {
                 return Ok(Arc::clone(&loaded.keys));
             }
             if age < self.options.max_staleness.as_secs() {
-                let this = Arc::clone(self);
-                tokio::spawn(async move {
-                    let _ = this.fetch_now(now).await;
-                });
+                self.refresh_in_background(now);
                 return Ok(Arc::clone(&loaded.keys));
             }
         }
@@ -223,12 +251,8 @@ impl Jwks {
             return KeyState { generation: 0, usable: false };
         };
         let age = now.saturating_sub(loaded.fetched_at);
-        // Not while a fetch is running; concurrent starters are serialised by fetch_now anyway.
-        if age >= self.options.ttl.as_secs() && self.fetching.try_lock().is_ok() {
-            let this = Arc::clone(self);
-            tokio::spawn(async move {
-                let _ = this.fetch_now(now).await;
-            });
+        if age >= self.options.ttl.as_secs() {
+            self.refresh_in_background(now);
         }
         KeyState { generation: loaded.generation, usable: age < self.options.max_staleness.as_secs() }
     }
@@ -243,15 +267,28 @@ impl Jwks {
         self.state.load().as_ref().map(|l| now.saturating_sub(l.fetched_at))
     }
 
-    /// Fetches unless another fetch completed while this one waited for the lock.
+    /// Fetches, one attempt at a time; a caller that waited while another attempt ran takes
+    /// that attempt's outcome rather than fetching again.
     async fn fetch_now(&self, now: u64) -> Result<Arc<KeySet>, String> {
-        let waited_from = self.state.load().as_ref().map(|l| l.fetched_at);
+        let seen = self.attempts.load(Ordering::Acquire);
         let _one_at_a_time = self.fetching.lock().await;
-        if let Some(loaded) = self.state.load_full()
-            && Some(loaded.fetched_at) != waited_from
-        {
-            return Ok(Arc::clone(&loaded.keys));
+        if self.attempts.load(Ordering::Acquire) != seen {
+            let failure = self.last_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            return match (failure, self.state.load_full()) {
+                (Some((_, error)), _) => Err(error),
+                (None, Some(loaded)) => Ok(Arc::clone(&loaded.keys)),
+                (None, None) => Err("no keys".into()),
+            };
         }
+        let outcome = self.fetch_and_store(now).await;
+        *self.last_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            outcome.as_ref().err().map(|e| (now, e.clone()));
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+        outcome
+    }
+
+    /// One fetch; on success the keys replace the cached ones.
+    async fn fetch_and_store(&self, now: u64) -> Result<Arc<KeySet>, String> {
         let result = self
             .fetch_document()
             .await

@@ -1,8 +1,10 @@
 //! Bearer tokens from Care Identity (and any configured OpenID provider), verified on every
 //! request without ever trusting what the token says about how to verify it: the issuer is chosen
 //! by `iss`, but the key comes from that issuer's key set and the algorithm from its allow-list;
-//! headers that bring their own keys are refused. Verified tokens are remembered by the SHA-256
-//! of the whole token until they expire.
+//! headers that bring their own keys are refused, and `typ` must fit the use (an access token,
+//! a logout token). Verified tokens are remembered until they expire (indexed by a seeded XXH3
+//! of the token, compared in full on every hit); a hit is judged again for expiry, age, key
+//! changes and logout.
 //!
 //! ## Layout
 //! - [`jose`]: strict base64url, JWKs, compact JWS checks and verification.
@@ -24,7 +26,7 @@ use rustls::crypto::CryptoProvider;
 use spinegate_config::Config;
 
 use self::claims::{ClaimError, Claims, Rules};
-use self::jose::{Alg, JwsError, Limits};
+use self::jose::{Alg, JwsError, Limits, TokenUse};
 use self::jwks::{HttpsKeyFetch, Jwks, JwksOptions, KeyFetch, KeysError};
 use self::logout::{LogoutError, Logouts};
 use crate::material::MaterialError;
@@ -224,9 +226,16 @@ impl TokenVerifier {
             && let hit = Arc::clone(&cached.verified)
             && let Some(issuer) = self.issuer_by_name(&hit.issuer_name)
         {
-            if now >= hit.claims.expires.saturating_add(issuer.rules.skew.as_secs()) {
+            let skew = issuer.rules.skew.as_secs();
+            if now >= hit.claims.expires.saturating_add(skew) {
                 self.cache.invalidate(&key);
                 return Err(ClaimError::Expired { exp: hit.claims.expires }.into());
+            }
+            // The age limit holds on every use, not only the first: a token issued with a long
+            // `exp` stops at max_token_age however often it was seen before.
+            if now.saturating_sub(hit.claims.issued_at) > issuer.rules.max_age.as_secs().saturating_add(skew) {
+                self.cache.invalidate(&key);
+                return Err(ClaimError::TooOld.into());
             }
             let keys = issuer.jwks.state(now);
             if !keys.usable {
@@ -252,7 +261,7 @@ impl TokenVerifier {
     pub async fn verify_uncached(&self, token: &str, now: u64) -> Result<VerifiedToken, TokenError> {
         let payload = self.payload_of(token)?;
         let payload = claims::parse_object(&payload)?;
-        let (issuer, key_generation) = self.verify_signature(token, &payload, now).await?;
+        let (issuer, key_generation) = self.verify_signature(token, TokenUse::Access, &payload, now).await?;
         let claims = claims::check_object(&payload, &issuer.rules, now)?;
         if self.logouts.covers(&issuer.name, &claims) {
             return Err(TokenError::LoggedOut);
@@ -275,19 +284,22 @@ impl TokenVerifier {
     }
 
     /// Chooses the issuer by the payload's `iss` (the payload parsed strictly, once, by the
-    /// caller), decodes the token under that issuer's header rules, and verifies its signature
+    /// caller), decodes the token under that issuer's header rules (its `typ` must fit `usage`),
+    /// and verifies its signature
     /// with the issuer's keys (one rate-limited refetch for an unknown `kid`). Nothing in the
     /// payload but `iss` is looked at before the signature verifies. Returns the issuer and the
     /// key generation that verified the signature.
     async fn verify_signature(
         &self,
         token: &str,
+        usage: TokenUse,
         payload: &json::Object<'_>,
         now: u64,
     ) -> Result<(&Arc<Issuer>, u64), TokenError> {
         let iss = payload.get("iss").and_then(json::Json::as_str).ok_or(ClaimError::Missing("iss".into()))?;
         let issuer = self.issuers.iter().find(|i| &*i.rules.issuer == iss).ok_or(TokenError::UnknownIssuer)?;
         let unverified = jose::decode(token, &issuer.allowed, self.limits)?;
+        usage.check(unverified.typ.as_deref())?;
         let keys = issuer.jwks.keys(now).await?;
         let key_generation = issuer.jwks.state(now).generation;
         match unverified.check_signature(&keys) {
@@ -307,7 +319,7 @@ impl TokenVerifier {
     pub async fn logout(&self, logout_token: &str, now: u64) -> Result<(), TokenError> {
         let payload = self.payload_of(logout_token)?;
         let payload = claims::parse_object(&payload)?;
-        let (issuer, _) = self.verify_signature(logout_token, &payload, now).await?;
+        let (issuer, _) = self.verify_signature(logout_token, TokenUse::Logout, &payload, now).await?;
         let request = logout::check_object(
             &payload,
             &issuer.rules.issuer,
