@@ -674,7 +674,7 @@ pub(crate) fn identity_assertion(
 /// Warnings about rules that load but cannot do what they seem to: routes every request to which
 /// is refused, rules that never apply because earlier rules cover their methods, and rules nobody
 /// can satisfy.
-pub fn lint(config: &crate::Config) -> Vec<String> {
+pub(crate) fn lint_rules(config: &crate::Config) -> Vec<String> {
     let mut warnings = Vec::new();
     for route in &config.routes {
         if route.rules.is_empty() {

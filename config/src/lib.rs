@@ -16,17 +16,20 @@
 //! - [`authz`]: authorisation settings (rules, role directory, audit, identity assertion).
 //! - [`guidance`]: what refusal pages and the identity page tell people.
 //! - `validate`: raw -> model.
+//! - [`lint`]: warnings about settings that load but deserve a second look.
 
 pub mod authz;
 pub mod error;
 pub mod guidance;
+pub mod lint;
 pub mod model;
 pub mod raw;
 mod validate;
 
-pub use authz::{Audit, Authorization, IdentityAssertion, Ldap, MethodSet, RoleDirectory, Rule, lint};
+pub use authz::{Audit, Authorization, IdentityAssertion, Ldap, MethodSet, RoleDirectory, Rule};
 pub use error::{ConfigError, Location};
 pub use guidance::{Contact, ContactKind, Guidance, PageText};
+pub use lint::lint;
 pub use model::*;
 
 use std::path::Path;

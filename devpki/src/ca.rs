@@ -91,7 +91,19 @@ impl Ca {
     /// this CA).
     pub fn intermediate(&self, common_name: &str, key: KeyKind) -> Result<Self, Error> {
         let now = OffsetDateTime::now_utc();
-        let params = ca_params(common_name, None, now - Duration::days(1), now + Duration::days(365 * 10));
+        self.intermediate_valid_between(common_name, key, now - Duration::days(1), now + Duration::days(365 * 10))
+    }
+
+    /// An intermediate CA signed by this one with the given validity (a CA that ends before the
+    /// certificates it issued, for tests of what happens when it does).
+    pub fn intermediate_valid_between(
+        &self,
+        common_name: &str,
+        key: KeyKind,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<Self, Error> {
+        let params = ca_params(common_name, None, not_before, not_after);
         let key = key.generate()?;
         let cert = params.signed_by(&key, &self.issuer)?.der().clone();
         let mut chain = vec![cert.clone()];

@@ -54,6 +54,9 @@ pub struct CertIdentity {
     pub ca_revocation: Arc<[Arc<Subject>]>,
     /// The leaf's notAfter, seconds since the Unix epoch.
     pub not_after: u64,
+    /// When the verified path stops being valid: the earliest notAfter of the leaf and its
+    /// intermediate CAs. Verified chains are trusted until then and no longer.
+    pub path_not_after: u64,
     /// The same instant in RFC 3339, computed once for the expiry warning.
     pub not_after_rfc3339: Arc<str>,
 }

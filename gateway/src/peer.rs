@@ -65,7 +65,7 @@ fn resolve_fingerprinted(
     // Each certificate is counted once per cache lifetime, not per connection: the histogram is
     // of cards seen, for the renewal-window panel.
     metrics::histogram!(m::CLIENT_CERT_REMAINING).record(identity.not_after.saturating_sub(now.as_secs()) as f64);
-    let not_after = UnixTime::since_unix_epoch(std::time::Duration::from_secs(identity.not_after));
+    let not_after = UnixTime::since_unix_epoch(std::time::Duration::from_secs(identity.path_not_after));
     Ok(cache.insert(*fingerprint, Entry::new(Arc::new(identity), not_after, epoch), now))
 }
 

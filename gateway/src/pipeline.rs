@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use rustls_pki_types::UnixTime;
-use spinegate_config::{CrossSite, TokenBinding};
+use spinegate_config::{ClientCertificatePolicy, CrossSite, TokenBinding};
 
 use crate::assertion;
 use crate::audit::AuditRecord;
@@ -183,6 +183,13 @@ async fn process(
         tracing::debug!(client = %conn.remote, reason = refused.failure.label(), "request on a connection with a refused certificate");
         ctx.user_id = refused.user_id;
         return Err(Reason::of_certificate(&refused.failure));
+    }
+    // A listener that requires a card refuses connections without one at the handshake; a
+    // resumed TLS session skips that check, and a session issued while the listener only
+    // requested a card (before a reload) carries none. Judged per request, public routes too.
+    if conn.peer.is_none() && runtime.listeners[conn.listener].client_certificate == ClientCertificatePolicy::Require {
+        tracing::info!(client = %conn.remote, "request without a client certificate on a listener that requires one");
+        return Err(Reason::ClientCertificateRequired);
     }
     let target = canonical_target(conn, ctx, &request)?;
     check_limits(runtime, request.headers())?;

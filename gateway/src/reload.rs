@@ -175,7 +175,7 @@ async fn apply(shared: &Shared, config: &Config) -> Result<(), ReloadError> {
 
     // Commit. Cached chains stay valid unless the trust material changed; when it did, the new
     // store gets a new epoch and the cache retires every entry made under the old one.
-    if runtime.trust_digest == current.trust_digest {
+    if runtime.trust.digest() == current.trust.digest() {
         runtime.trust.set_epoch(current.trust.epoch());
     } else {
         runtime.trust.set_epoch(shared.cache.advance_trust_epoch());

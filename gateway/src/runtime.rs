@@ -58,9 +58,6 @@ pub struct Runtime {
     pub policy: Arc<crate::authz::Policy>,
     /// The identity assertion signer, when configured.
     pub assertion: Option<Arc<crate::assertion::AssertionSigner>>,
-    /// SHA-256 over the client-authentication settings and the bytes of every CA file they
-    /// name: a reload that leaves it unchanged keeps the verified-chain cache.
-    pub trust_digest: [u8; 32],
     /// What refusal pages and the identity page say (`[guidance]`).
     pub guidance: Arc<crate::guidance::Guidance>,
 }
@@ -164,7 +161,6 @@ impl Runtime {
             header_filter: Arc::new(crate::proxy::headers::HeaderFilter::new(&config.request_headers.remove)),
             policy: Arc::new(policy),
             assertion,
-            trust_digest: trust_digest(&config.client_auth)?,
             clusters,
             limits: config.limits.clone(),
             expiry_warning: config.client_auth.expiry_warning,
@@ -175,24 +171,6 @@ impl Runtime {
             guidance: Arc::new(crate::guidance::Guidance::build(&config.guidance)?),
         })
     }
-}
-
-/// SHA-256 over the client-authentication settings (their debug form: paths, rules, limits) and
-/// the bytes of every anchor, intermediate and issuer file.
-fn trust_digest(config: &spinegate_config::ClientAuth) -> Result<[u8; 32], MaterialError> {
-    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    digest.update(format!("{config:?}").as_bytes());
-    let files =
-        config.trust_anchors.iter().chain(&config.intermediates).chain(config.issuers.iter().map(|i| &i.certificate));
-    for path in files {
-        for der in crate::material::certificates(path)? {
-            digest.update(&(der.len() as u64).to_be_bytes());
-            digest.update(der.as_ref());
-        }
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.finish().as_ref());
-    Ok(out)
 }
 
 /// Loads and checks every file `config` names, as [`Runtime::build`] would, without binding.

@@ -166,6 +166,8 @@ pub struct TrustStore {
     /// The chain-cache trust epoch entries verified by this store carry (set when the store is
     /// put in service; see `reload`).
     epoch: std::sync::atomic::AtomicU64,
+    /// SHA-256 over the settings and the very certificates this store was built from.
+    digest: [u8; 32],
 }
 
 /// What is worth warning about in a trust anchor. webpki uses only an anchor's subject, key and
@@ -197,6 +199,24 @@ pub struct TrustMaterial {
     pub intermediates: Vec<CertificateDer<'static>>,
     /// Issuing CAs with their own name and identity rule.
     pub issuers: Vec<(String, CertificateDer<'static>, IdentityRule)>,
+}
+
+impl TrustMaterial {
+    /// SHA-256 over `config`'s settings (their debug form: rules and limits) and every
+    /// certificate, length-prefixed, in order.
+    fn digest(&self, config: &ClientAuth) -> [u8; 32] {
+        let mut digest = digest::Context::new(&digest::SHA256);
+        digest.update(format!("{config:?}").as_bytes());
+        let mut add = |der: &CertificateDer<'_>| {
+            digest.update(&(der.len() as u64).to_be_bytes());
+            digest.update(der.as_ref());
+        };
+        self.anchors.iter().chain(&self.intermediates).for_each(&mut add);
+        self.issuers.iter().for_each(|(_, der, _)| add(der));
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.finish().as_ref());
+        out
+    }
 }
 
 /// A certificate in [`TrustMaterial`] that cannot serve its role.
@@ -259,6 +279,7 @@ impl TrustStore {
         material: TrustMaterial,
         sig_algs: &'static [&'static dyn SignatureVerificationAlgorithm],
     ) -> Result<Self, TrustError> {
+        let digest = material.digest(config);
         let mut anchors = Vec::with_capacity(material.anchors.len());
         let mut anchor_facts = Vec::with_capacity(material.anchors.len());
         let mut root_hints = Vec::new();
@@ -308,6 +329,7 @@ impl TrustStore {
             }
         }
         Ok(Self {
+            digest,
             anchors,
             known_cas,
             intermediates,
@@ -323,6 +345,14 @@ impl TrustStore {
             anchor_facts,
             epoch: std::sync::atomic::AtomicU64::new(1),
         })
+    }
+
+    /// SHA-256 over the client-authentication settings and every anchor, intermediate and issuer
+    /// certificate this store was built from — the bytes it uses, not a second read of the
+    /// files, which could race with an operator replacing one. A reload that leaves it
+    /// unchanged keeps the verified-chain cache.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
     }
 
     /// The chain-cache trust epoch this store verifies under (a new cache starts at 1).
@@ -484,7 +514,10 @@ impl TrustStore {
         } else {
             Vec::new()
         };
-        Ok(ValidPath { leaf_issuer: Arc::clone(&issuers[0]), ca_subjects })
+        // The path is only as valid as its shortest-lived CA: an intermediate that ends before
+        // the card must end the connection's use of it too.
+        let cas_not_after = path_cas.iter().filter_map(crate::peer::validity).map(|(_, not_after)| not_after).min();
+        Ok(ValidPath { leaf_issuer: Arc::clone(&issuers[0]), ca_subjects, cas_not_after })
     }
 
     /// A CA of a verified path, by certificate: from configuration when known, else described
@@ -540,6 +573,7 @@ impl TrustStore {
             revocation: Arc::new(revocation),
             ca_revocation: path.ca_subjects.into(),
             not_after: not_after_secs,
+            path_not_after: path.cas_not_after.map_or(not_after_secs, |ca| ca.min(not_after_secs)),
             not_after_rfc3339: rfc3339.into(),
         })
     }
@@ -549,6 +583,8 @@ impl TrustStore {
 struct ValidPath {
     leaf_issuer: Arc<Issuer>,
     ca_subjects: Vec<Arc<Subject>>,
+    /// The earliest notAfter of the path's intermediate CAs.
+    cas_not_after: Option<u64>,
 }
 
 /// SHA-256 of a SubjectPublicKeyInfo: how issuers are told apart.

@@ -207,6 +207,33 @@ async fn certificate_that_expires_on_an_open_connection_stops_working_on_it() {
     assert!(client.get("/metadata").await.is_err(), "the gateway closed the connection");
 }
 
+/// A card that is itself valid for a year, under an intermediate CA that ends in two days: the
+/// connection (and the verified-chain cache) must stop trusting the path when the CA ends, not
+/// when the card does.
+#[tokio::test]
+async fn intermediate_that_expires_on_an_open_connection_stops_the_card() {
+    let pki = Pki::new();
+    let gw = Gw::start(&pki, |_| {}).await;
+    let now = time::OffsetDateTime::now_utc();
+    let short_ca = pki
+        .root
+        .intermediate_valid_between(
+            "Short-lived Issuing CA",
+            KeyKind::EcdsaP256,
+            now - time::Duration::days(1),
+            now + time::Duration::days(2),
+        )
+        .unwrap();
+    let card = short_ca.issue(&LeafSpec::smartcard("555000000005", "UNDER", "Short").key(KeyKind::EcdsaP256)).unwrap();
+    let mut client = Client::connect(gw.addr, client_config(&pki, Some(&card), &[b"http/1.1"])).await.unwrap();
+    assert_eq!(client.get("/metadata").await.unwrap().status, 200);
+
+    gw.clock.advance(Duration::from_secs(3 * 86_400));
+    let r = client.get("/metadata").await.unwrap();
+    assert_eq!(r.status, 401, "served after the issuing CA expired");
+    assert_eq!(r.json()["reason"], "certificate_expired");
+}
+
 #[tokio::test]
 async fn no_certificate_on_a_listener_that_only_requests_one_gets_401() {
     let pki = Pki::new();
@@ -335,4 +362,29 @@ async fn identity_rule_is_chosen_per_issuing_ca() {
 
 fn uuid_like(s: &str) -> bool {
     s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
+}
+
+/// A TLS session resumed from a ticket issued while the listener only requested a card carries
+/// no certificate; after a reload to "require" it must not be a way in without one (the
+/// handshake's check never runs for a resumed session).
+#[tokio::test]
+async fn session_without_a_card_does_not_resume_past_a_reload_to_require() {
+    let pki = Pki::new();
+    let gw = Gw::start(&pki, |s| {
+        s.client_certificate = "request";
+        s.rules = "[[route.rule]]\nmethods = [\"GET\"]\npublic = true\n".into();
+    })
+    .await;
+    let config = client_config(&pki, None, &[b"http/1.1"]);
+    let mut client = Client::connect(gw.addr, Arc::clone(&config)).await.unwrap();
+    assert_eq!(client.get("/metadata").await.unwrap().status, 200, "a public route, no card");
+    drop(client);
+
+    gw.reload(&pki, &gw.text.replace("client_certificate = \"request\"", "client_certificate = \"require\"")).await;
+    let tls = tls_connect(gw.addr, Arc::clone(&config)).await.unwrap();
+    assert_eq!(tls.get_ref().1.handshake_kind(), Some(HandshakeKind::Resumed), "the old ticket resumed");
+    let mut resumed = Client::over(tls).await;
+    let r = resumed.get("/metadata").await.unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["reason"], "client_certificate_required");
 }

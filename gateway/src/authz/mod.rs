@@ -150,11 +150,15 @@ pub struct Policy {
 impl Policy {
     /// Compiles `[authorization]`, interning exactly the activity codes `rules` name.
     pub fn new<'r>(auth: &Authorization, rules: impl IntoIterator<Item = &'r Rule>) -> Self {
-        let mut index = HashMap::new();
+        let mut index: HashMap<Box<str>, u8> = HashMap::new();
         for rule in rules {
             for code in rule.activities_any.iter().chain(&rule.activities_all) {
-                let next = u8::try_from(index.len()).expect("configuration caps rules at 256 activity codes");
-                index.entry(code.as_str().into()).or_insert(next);
+                // A bit is numbered only when a code is first seen: the 256th distinct code gets
+                // bit 255 (configuration refuses a 257th), however often codes repeat after it.
+                let next = index.len();
+                index.entry(code.as_str().into()).or_insert_with(|| {
+                    u8::try_from(next).expect("configuration caps rules at 256 distinct activity codes")
+                });
             }
         }
         let mut policy = Self {
@@ -344,6 +348,20 @@ mod tests {
         a.organisations.insert("RX1".into(), vec!["RX101".into(), "RX102".into()]);
         a.organisations.insert("RX101".into(), vec!["RX101A".into()]);
         a
+    }
+
+    /// The configuration admits 256 distinct codes; the policy must take every one of them,
+    /// with codes repeated after the 256th (a build-time panic here once stopped hot reload).
+    #[test]
+    fn exactly_256_activity_codes_fit_with_repeats_after_the_last() {
+        let codes: Vec<String> = (0..256).map(|i| format!("B{i:04}")).collect();
+        let names: Vec<&str> = codes.iter().map(String::as_str).collect();
+        let rules = [rule(&names, &[]), rule(&names[..10], &[names[255]])];
+        let policy = Policy::new(&auth(), &rules);
+        let last = CompiledRule::new(&rules[1], &policy);
+        let roles = policy.resolve(&[data("1", "RX1", "S0:G0:R1", &["B0000", "B0255"])]);
+        let p = principal(AuthMethod::Smartcard, AssuranceLevel::Aal3);
+        assert_eq!(last.judge(&policy, &p, Some(&roles.profiles[0]), None), Ok(()));
     }
 
     #[test]
