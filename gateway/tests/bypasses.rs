@@ -17,12 +17,13 @@ use serde_json::Value;
 use spinegate_devpki::Issued;
 use spinegate_devpki::token::{KeyEndpoint, RoleSpec, TokenIssuer};
 use support::{
-    ALICE, AUDIENCE, CLINICIAN_AND_CLERK_ROLES, Client, ERIN, Gw, ISSUER, Pki, RawResp, Resp, client_config, raw_http1,
-    within,
+    ALICE, AUDIENCE, CLINICIAN_AND_CLERK_ROLES, Client, ERIN, Gw, ISSUER, Pki, RawResp, Resp, SCOPED_ROUTES,
+    client_config, raw_http1, within,
 };
 
-/// alice may read patient records (B0360) at RX1; erin, an admin clerk at RX1, may not. The
-/// public `/metadata` route is the one path-confusion attacks aim for.
+/// alice may read patient records (B0360) at RX1; erin, an admin clerk at RX1, may not. With
+/// [`SCOPED_ROUTES`] (`/Organization/{ods}`, and the public `/metadata` that path-confusion
+/// attacks aim for).
 const ROUTES: &str = r#"
 [[route]]
 name = "patient"
@@ -32,23 +33,6 @@ upstream = "demo"
 methods = ["GET", "HEAD", "POST"]
 activities_any = ["B0360"]
 organisation_scope = false
-
-[[route]]
-name = "organisation"
-path_prefix = "/Organization"
-upstream = "demo"
-organisation_segment = 2
-[[route.rule]]
-methods = ["GET"]
-activities_any = ["B0360"]
-
-[[route]]
-name = "metadata"
-path_prefix = "/metadata"
-upstream = "demo"
-[[route.rule]]
-methods = ["GET"]
-public = true
 
 [[route]]
 name = "legacy"
@@ -92,7 +76,7 @@ impl World {
         let keys = KeyEndpoint::spawn("127.0.0.1:0".parse().unwrap(), issuer).await.unwrap();
         let extra = format!(
             "[[token_issuer]]\nname = \"care-identity\"\nissuer = \"{ISSUER}\"\njwks_url = \"{}\"\naudiences = [\"{AUDIENCE}\"]\n\
-             [role_directory]\nfile = {roles:?}\n[audit]\nfile = {audit:?}\n{ROUTES}",
+             [role_directory]\nfile = {roles:?}\n[audit]\nfile = {audit:?}\n{ROUTES}{SCOPED_ROUTES}",
             keys.jwks_url()
         );
         let gw = Gw::start(&pki, |s| {
@@ -130,17 +114,8 @@ impl World {
         self.raw(card, &format!("GET {path} HTTP/1.1\r\nhost: localhost")).await
     }
 
-    async fn audit_lines(&self) -> Vec<Value> {
-        assert!(self.gw.gateway.audit().flush(Duration::from_secs(5)));
-        std::fs::read_to_string(&self.audit)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}")))
-            .collect()
-    }
-
     async fn audit_of(&self, request_id: &str) -> Value {
-        let lines = self.audit_lines().await;
+        let lines = self.gw.audit_lines(&self.audit);
         lines
             .iter()
             .find(|l| l["request_id"] == request_id)

@@ -226,6 +226,16 @@ impl Gw {
         self.gateway.reload(&config).await.unwrap();
     }
 
+    /// Every record of the audit log at `path`, once the writer has flushed.
+    pub fn audit_lines(&self, path: &std::path::Path) -> Vec<serde_json::Value> {
+        assert!(self.gateway.audit().flush(Duration::from_secs(5)));
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}")))
+            .collect()
+    }
+
     /// A counter or gauge value from `/metrics` (0 when absent). `series` is the exact text before
     /// the value, e.g. `spinegate_client_cert_verifications_total{result="expired"}`.
     pub async fn metric(&self, series: &str) -> f64 {
