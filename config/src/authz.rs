@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use spinegate_vocab::{Authenticator, is_activity_code, is_ods_code, job_role};
 use toml::Spanned;
 
 use crate::error::ConfigError;
@@ -17,10 +18,6 @@ use crate::validate::Ctx;
 /// The most distinct activity codes rules may name: a role's activities are a bitset of this
 /// many bits, so a decision is a few word operations.
 pub const MAX_POLICY_ACTIVITIES: usize = 256;
-
-/// The authenticator kinds a rule may name (`amr` mapped as the gateway maps it).
-pub const AUTHENTICATOR_NAMES: &[&str] =
-    &["smartcard", "security_key", "windows_hello", "ipad", "microsoft_authenticator", "nhsmail", "password", "other"];
 
 /// HTTP methods a rule may name; `"*"` is every method.
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -316,8 +313,8 @@ pub struct Rule {
     pub smartcard: bool,
     /// Token-authenticated requests are accepted.
     pub token: bool,
-    /// Authenticator kinds accepted (names from [`AUTHENTICATOR_NAMES`]); any when `None`.
-    pub authenticators: Option<Vec<String>>,
+    /// Authenticator kinds accepted; any when `None`.
+    pub authenticators: Option<Vec<Authenticator>>,
 }
 
 impl Rule {
@@ -410,28 +407,13 @@ pub struct IdentityAssertion {
 // ----------------------------------------------------------------------------------------------
 // Validation
 
-/// Whether `code` looks like a national RBAC activity code (`B` and four digits).
-fn well_formed_activity(code: &str) -> bool {
-    code.len() == 5 && code.starts_with('B') && code[1..].bytes().all(|b| b.is_ascii_digit())
-}
-
-/// The job role of a role code: its last `R…` segment (`S8000:G8000:R8000` → `R8000`).
-pub fn job_role(role_code: &str) -> &str {
-    role_code.rsplit(':').find(|s| s.starts_with('R')).unwrap_or(role_code)
-}
-
-/// An ODS code: letters and digits, 3 to 10 characters.
-pub fn well_formed_ods(code: &str) -> bool {
-    (3..=10).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
 fn activity(ctx: &Ctx<'_>, auth: &Authorization, code: &Spanned<String>) -> Result<String, ConfigError> {
     let c = code.get_ref();
     match &auth.activities {
         Some(catalogue) if !catalogue.contains_key(c) => {
             Err(ctx.invalid(code.span(), format!("unknown activity code {c:?}: not in [authorization] activities")))
         }
-        _ if !well_formed_activity(c) => {
+        _ if !is_activity_code(c) => {
             Err(ctx.invalid(code.span(), format!("{c:?} is not an activity code (write e.g. \"B0820\")")))
         }
         _ => Ok(c.clone()),
@@ -441,7 +423,7 @@ fn activity(ctx: &Ctx<'_>, auth: &Authorization, code: &Spanned<String>) -> Resu
 pub(crate) fn authorization(ctx: &Ctx<'_>, raw: &RawAuthorization) -> Result<Authorization, ConfigError> {
     let mut out = Authorization { activities: raw.activities.clone(), ..Authorization::default() };
     if let Some(catalogue) = &out.activities
-        && let Some(bad) = catalogue.keys().find(|c| !well_formed_activity(c))
+        && let Some(bad) = catalogue.keys().find(|c| !is_activity_code(c))
     {
         return Err(ctx.global(format!("[authorization] activities: {bad:?} is not an activity code")));
     }
@@ -486,7 +468,7 @@ pub(crate) fn authorization(ctx: &Ctx<'_>, raw: &RawAuthorization) -> Result<Aut
 
 fn ods(ctx: &Ctx<'_>, code: &Spanned<String>) -> Result<String, ConfigError> {
     let c = code.get_ref().to_ascii_uppercase();
-    if !well_formed_ods(&c) {
+    if !is_ods_code(&c) {
         return Err(ctx.invalid(code.span(), format!("{:?} is not an ODS code", code.get_ref())));
     }
     Ok(c)
@@ -545,16 +527,18 @@ pub(crate) fn rules(
         let authenticators = match &r.authenticators {
             None => None,
             Some(list) => {
-                if let Some(bad) = list.get_ref().iter().find(|a| !AUTHENTICATOR_NAMES.contains(&a.as_str())) {
-                    return Err(ctx.invalid(
-                        list.span(),
-                        format!("authenticator {bad:?} is not one of {}", AUTHENTICATOR_NAMES.join(", ")),
-                    ));
+                let mut kinds = Vec::with_capacity(list.get_ref().len());
+                for name in list.get_ref() {
+                    let kind = Authenticator::from_name(name).ok_or_else(|| {
+                        let known: Vec<&str> = Authenticator::ALL.iter().map(|a| a.as_str()).collect();
+                        ctx.invalid(list.span(), format!("authenticator {name:?} is not one of {}", known.join(", ")))
+                    })?;
+                    kinds.push(kind);
                 }
-                if list.get_ref().is_empty() {
+                if kinds.is_empty() {
                     return Err(ctx.invalid(list.span(), "authenticators is empty: nobody could pass"));
                 }
-                Some(list.get_ref().clone())
+                Some(kinds)
             }
         };
         let constrained = !activities_any.is_empty()
@@ -712,7 +696,7 @@ fn unsatisfiable(rule: &Rule) -> Option<String> {
         return None;
     }
     let kinds = rule.authenticators.as_deref();
-    let smartcard_kind = kinds.is_none_or(|k| k.iter().any(|a| a == "smartcard"));
+    let smartcard_kind = kinds.is_none_or(|k| k.contains(&Authenticator::Smartcard));
     let token_kind = kinds.is_none_or(|k| !k.is_empty());
     if !((rule.smartcard && smartcard_kind) || (rule.token && token_kind)) {
         return Some("its auth_methods and authenticators exclude each other".into());

@@ -10,41 +10,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use spinegate_vocab::Reason;
 use toml::Spanned;
 
 use crate::error::ConfigError;
 use crate::validate::Ctx;
-
-/// The reason codes that have a page (every refusal reason the gateway gives).
-pub const REASONS: &[&str] = &[
-    "client_certificate_required",
-    "certificate_expired",
-    "certificate_not_yet_valid",
-    "certificate_invalid",
-    "certificate_revoked",
-    "invalid_token",
-    "token_expired",
-    "token_binding_mismatch",
-    "role_not_held",
-    "role_not_selected",
-    "activity_not_permitted",
-    "organisation_mismatch",
-    "assurance_too_low",
-    "authenticator_not_allowed",
-    "no_route",
-    "request_too_large",
-    "headers_too_large",
-    "upstream_unavailable",
-    "revocation_unavailable",
-    "role_directory_unavailable",
-    "overloaded",
-    "upstream_timeout",
-    "invalid_path",
-    "invalid_host",
-    "user_suspended",
-    "cross_site_request",
-    "request_timeout",
-];
 
 /// The values page text may name as `{name}`.
 pub const PLACEHOLDERS: &[&str] = &[
@@ -151,7 +121,7 @@ pub struct Guidance {
     /// The local IT service desk.
     pub service_desk: Contact,
     /// Wording overrides by reason code.
-    pub pages: BTreeMap<String, PageText>,
+    pub pages: BTreeMap<Reason, PageText>,
 }
 
 impl Default for Guidance {
@@ -315,12 +285,11 @@ pub(crate) fn guidance(ctx: &Ctx<'_>, raw: &RawGuidance, logout_path: &str) -> R
     let mut pages = BTreeMap::new();
     for page in &raw.page {
         let p = page.get_ref();
-        let reason = p.reason.get_ref();
-        if !REASONS.contains(&reason.as_str()) {
-            return Err(
-                ctx.invalid(p.reason.span(), format!("{reason:?} is not a reason code; known: {}", REASONS.join(", ")))
-            );
-        }
+        let name = p.reason.get_ref();
+        let reason = Reason::from_code(name).ok_or_else(|| {
+            let known: Vec<&str> = Reason::ALL.iter().map(|r| r.code()).collect();
+            ctx.invalid(p.reason.span(), format!("{name:?} is not a reason code; known: {}", known.join(", ")))
+        })?;
         let texts = |list: &Option<Vec<Spanned<String>>>| {
             list.as_ref().map(|l| l.iter().map(|t| text(ctx, t)).collect::<Result<Vec<_>, _>>()).transpose()
         };
@@ -346,8 +315,8 @@ pub(crate) fn guidance(ctx: &Ctx<'_>, raw: &RawGuidance, logout_path: &str) -> R
             what_to_do: texts(&p.what_to_do)?,
             who_can_help,
         };
-        if pages.insert(reason.clone(), text).is_some() {
-            return Err(ctx.invalid(page.span(), format!("reason {reason:?} has two [[guidance.page]] entries")));
+        if pages.insert(reason, text).is_some() {
+            return Err(ctx.invalid(page.span(), format!("reason {name:?} has two [[guidance.page]] entries")));
         }
     }
     Ok(Guidance {
@@ -493,7 +462,7 @@ mod tests {
         assert_eq!(g.template_dir.as_deref(), Some(Path::new("/etc/spinegate/pages")));
         assert_eq!(g.contact(ContactKind::Hr).url.as_deref(), Some("https://hr.example.nhs.uk/lost-card"));
         assert_eq!(g.service_desk.name, "your local IT service desk", "unset contacts keep their defaults");
-        let page = &g.pages["certificate_revoked"];
+        let page = &g.pages[&Reason::CertificateRevoked];
         assert_eq!(page.what_to_do.as_deref().map(<[String]>::len), Some(2));
         assert_eq!(page.who_can_help.as_deref(), Some(&[ContactKind::Hr][..]));
         assert!(page.title.is_none() && page.what_happened.is_none());

@@ -40,7 +40,10 @@ fn full_example_sets_every_section_away_from_nothing() {
     assert_eq!(c.listeners[0].certificate_problems, spinegate_config::CertificateProblems::Explain);
     assert!(c.guidance.template_dir.is_some() && c.guidance.organisation.is_some());
     assert_eq!(c.guidance.service_desk.hours.as_deref(), Some("24 hours a day"));
-    assert_eq!(c.guidance.pages["certificate_expired"].who_can_help.as_deref().map(<[_]>::len), Some(1));
+    assert_eq!(
+        c.guidance.pages[&spinegate_vocab::Reason::CertificateExpired].who_can_help.as_deref().map(<[_]>::len),
+        Some(1)
+    );
 }
 
 /// Every key the schema accepts appears in full.toml: the raw structs reject unknown keys, so a

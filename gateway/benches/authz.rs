@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
-use spinegate::auth::{AssuranceLevel, AuthMethod, Principal};
+use spinegate::auth::{AssuranceLevel, AuthMethod, Authenticator, Principal};
 use spinegate::authz::directory::{Directory, FileDirectory};
 use spinegate::authz::{CompiledRule, Policy, select_role};
 use spinegate::identity::UserId;
@@ -26,7 +26,7 @@ fn rule(methods: MethodSet, any: &[&str], all: &[&str]) -> Rule {
         min_assurance: 2,
         smartcard: true,
         token: true,
-        authenticators: Some(vec!["smartcard".into(), "security_key".into()]),
+        authenticators: Some(vec![Authenticator::Smartcard, Authenticator::SecurityKey]),
     }
 }
 

@@ -1,7 +1,6 @@
 //! Who a certificate says its holder is: the 12-digit Care Identity user id, read by the issuing
 //! CA's [`IdentityRule`].
 
-use std::fmt;
 use std::sync::Arc;
 
 use spinegate_config::{IdentityRule, UserIdSource};
@@ -10,35 +9,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::oid_registry::{OID_X509_COMMON_NAME, OID_X509_SERIALNUMBER, Oid};
 use x509_parser::x509::X509Name;
 
-/// A Care Identity user id: exactly twelve ASCII digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserId([u8; 12]);
-
-impl UserId {
-    /// Parses twelve ASCII digits.
-    pub fn parse(s: &str) -> Option<Self> {
-        let bytes: [u8; 12] = s.as_bytes().try_into().ok()?;
-        bytes.iter().all(u8::is_ascii_digit).then_some(Self(bytes))
-    }
-
-    /// The digits.
-    pub fn as_str(&self) -> &str {
-        // Invariant: only ASCII digits are ever stored.
-        std::str::from_utf8(&self.0).expect("user ids are ASCII digits")
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Debug for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "UserId({})", self.as_str())
-    }
-}
+pub use spinegate_vocab::UserId;
 
 /// The verified identity of a smartcard certificate's holder, with what per-request checks need.
 #[derive(Clone, Debug)]

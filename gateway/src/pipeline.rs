@@ -182,7 +182,7 @@ async fn process(
     {
         tracing::debug!(client = %conn.remote, reason = refused.failure.label(), "request on a connection with a refused certificate");
         ctx.user_id = refused.user_id;
-        return Err(Reason::of_certificate(&refused.failure));
+        return Err(Reason::from(&refused.failure));
     }
     // A listener that requires a card refuses connections without one at the handshake; a
     // resumed TLS session skips that check, and a session issued while the listener only
@@ -392,7 +392,7 @@ fn requested_organisation<'r>(
         (p, h) => p.or(h),
     };
     match requested {
-        Some(org) if !spinegate_config::authz::well_formed_ods(org) => Err(Reason::OrganisationMismatch),
+        Some(org) if !spinegate_vocab::is_ods_code(org) => Err(Reason::OrganisationMismatch),
         other => Ok(other),
     }
 }
@@ -615,7 +615,7 @@ async fn authenticate(
         None => None,
         Some(peer) => Some(peer.check(&runtime.trust, &shared.cache, &shared.revocation, now).await.map_err(|refusal| {
             let reason = match &refusal {
-                PeerRefusal::Certificate(failure) => Reason::of_certificate(failure),
+                PeerRefusal::Certificate(failure) => Reason::from(failure),
                 PeerRefusal::RevocationUnknown => Reason::RevocationUnavailable,
             };
             tracing::info!(client = %conn.remote, refusal = ?refusal, reason = reason.code(), "certificate refused on an open connection");

@@ -254,7 +254,7 @@ fn parse_file(path: &Path) -> Result<HashMap<UserId, Arc<DirectoryEntry>>, Direc
                 return Err(bad(format!("user {id}: role {:?} is listed twice", role.id)));
             }
             let org = role.org.to_ascii_uppercase();
-            if !spinegate_config::authz::well_formed_ods(&org) {
+            if !spinegate_vocab::is_ods_code(&org) {
                 return Err(bad(format!("user {id}: {:?} is not an ODS code", role.org)));
             }
             roles.push(RoleData {

@@ -421,7 +421,7 @@ impl RawEntry {
     fn role(&self, names: &RawLdapAttributes) -> Result<RoleData, String> {
         let id = self.one(&names.role_profile_id)?;
         let org = self.one(&names.organisation)?.to_ascii_uppercase();
-        if !spinegate_config::authz::well_formed_ods(&org) {
+        if !spinegate_vocab::is_ods_code(&org) {
             return Err(format!("{} {org:?} is not an ODS code", names.organisation));
         }
         Ok(RoleData {

@@ -196,7 +196,7 @@ impl Policy {
             .iter()
             .map(|d| {
                 let granted = self.bits(d.activity_codes.iter().map(|c| &**c));
-                let job = spinegate_config::authz::job_role(&d.role_code);
+                let job = spinegate_vocab::job_role(&d.role_code);
                 let baseline = self.baseline.get(job).copied().unwrap_or_default();
                 RoleProfile { data: d.clone(), activities: granted.union(&baseline) }
             })
@@ -230,7 +230,6 @@ pub struct CompiledRule {
     pub rule: Rule,
     any: ActivitySet,
     all: ActivitySet,
-    authenticators: Option<Vec<Authenticator>>,
 }
 
 impl CompiledRule {
@@ -239,10 +238,6 @@ impl CompiledRule {
         Self {
             any: policy.bits(rule.activities_any.iter().map(String::as_str)),
             all: policy.bits(rule.activities_all.iter().map(String::as_str)),
-            authenticators: rule
-                .authenticators
-                .as_ref()
-                .map(|names| names.iter().filter_map(|n| Authenticator::from_name(n)).collect()),
             rule: rule.clone(),
         }
     }
@@ -263,7 +258,7 @@ impl CompiledRule {
             AuthMethod::Token { authenticator } if rule.token => authenticator,
             _ => return Err(Reason::AuthenticatorNotAllowed),
         };
-        if self.authenticators.as_ref().is_some_and(|kinds| !kinds.contains(&authenticator)) {
+        if self.rule.authenticators.as_ref().is_some_and(|kinds| !kinds.contains(&authenticator)) {
             return Err(Reason::AuthenticatorNotAllowed);
         }
         if principal.assurance.number() < rule.min_assurance {
@@ -406,7 +401,7 @@ mod tests {
         let mut r = rule(&[], &[]);
         r.organisation_scope = false;
         r.min_assurance = 3;
-        r.authenticators = Some(vec!["smartcard".into(), "security_key".into()]);
+        r.authenticators = Some(vec![Authenticator::Smartcard, Authenticator::SecurityKey]);
         let policy = Policy::new(&auth(), [&r]);
         let c = CompiledRule::new(&r, &policy);
         let key = AuthMethod::Token { authenticator: Authenticator::SecurityKey };

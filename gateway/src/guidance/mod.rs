@@ -155,7 +155,7 @@ fn read_template(path: &Path) -> Result<String, GuidanceError> {
 fn wording(config: &spinegate_config::Guidance, reason: Reason) -> Wording {
     let builtin = text::builtin(reason);
     let owned = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    let custom = config.pages.get(reason.code());
+    let custom = config.pages.get(&reason);
     Wording {
         title: custom.and_then(|c| c.title.clone()).unwrap_or_else(|| builtin.title.to_owned()),
         what_happened: custom.and_then(|c| c.what_happened.clone()).unwrap_or_else(|| owned(builtin.what_happened)),

@@ -128,7 +128,7 @@ impl Guidance {
                 .collect()
         };
         let contacts = contacts(&self.config, &self.wording(refusal.reason).who_can_help);
-        s.text("status", refusal.disposition.status.as_str())
+        s.text("status", refusal.disposition.status.to_string())
             .text("reason", refusal.reason.code())
             .list("what_happened", paragraphs(&filled.what_happened))
             .list("what_to_do", paragraphs(&filled.what_to_do))
@@ -168,7 +168,7 @@ fn problem(refusal: &Refusal<'_>, filled: &Filled) -> serde_json::Value {
     let mut body = serde_json::json!({
         "type": format!("urn:spinegate:problem:{}", refusal.reason.code()),
         "title": refusal.disposition.title,
-        "status": refusal.disposition.status.as_u16(),
+        "status": refusal.disposition.status,
         "reason": refusal.reason.code(),
         "request_id": refusal.request_id,
         "detail": filled.what_happened.join(" "),

@@ -361,10 +361,19 @@ mod tests {
         }
     }
 
+    /// Every reason can be named in `[[guidance.page]]`: the configuration reads reason names
+    /// through the same table, so none can be missing there.
     #[test]
-    fn config_knows_every_reason() {
-        let codes: Vec<&str> = Reason::ALL.iter().map(|r| r.code()).collect();
-        assert_eq!(codes, spinegate_config::guidance::REASONS);
+    fn config_accepts_a_page_for_every_reason() {
+        let mut text = String::from(
+            "[[listener]]\nname = \"l\"\nlisten = \"127.0.0.1:8443\"\n[[listener.certificate]]\ncert = \"s.pem\"\nkey = \"s.key\"\n\
+             [[upstream]]\nname = \"u\"\nendpoints = [\"http://127.0.0.1:9\"]\n",
+        );
+        for reason in Reason::ALL {
+            text.push_str(&format!("[[guidance.page]]\nreason = \"{}\"\ntitle = \"t\"\n", reason.code()));
+        }
+        let config = spinegate_config::parse(&text, None, std::path::Path::new("/")).unwrap();
+        assert_eq!(config.guidance.pages.len(), Reason::ALL.len());
     }
 
     #[test]
