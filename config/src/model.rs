@@ -13,6 +13,8 @@ pub use spinegate_revocation::{
     NoncePolicy, OcspMethod, OcspSettings, Options as RevocationOptions, Policy as RevocationPolicy, Source,
     UnknownStatus, ocsp::CertIdHash,
 };
+pub use spinegate_token::jose::Alg as TokenAlgorithm;
+pub use spinegate_token::{IssuerOptions as TokenIssuerOptions, JwksOptions, KeySource, Options as TokenOptions};
 
 /// The whole configuration.
 #[derive(Clone, Debug)]
@@ -459,51 +461,20 @@ pub enum TokenBinding {
 }
 
 /// `[tokens]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tokens {
-    /// Most verified tokens remembered.
-    pub cache_entries: u64,
-    /// Largest token accepted.
-    pub max_token_bytes: usize,
+    /// The verifier's settings common to every issuer.
+    pub options: TokenOptions,
     /// Back-channel logout endpoint path.
     pub backchannel_logout_path: String,
 }
 
-/// Where an issuer's keys come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeySource {
-    /// A JWK Set URL.
-    Jwks(String),
-    /// An OpenID discovery document whose `jwks_uri` is used (and whose `issuer` must match).
-    Discovery(String),
-}
-
 /// `[[token_issuer]]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenIssuer {
-    /// Name in logs and metrics.
-    pub name: String,
-    /// Exact `iss`.
-    pub issuer: String,
-    /// Where the keys come from.
-    pub keys: KeySource,
-    /// Accepted `aud` values (`azp` is not an audience).
-    pub audiences: Vec<String>,
-    /// Accepted algorithm names (validated: RS*, PS*, ES256, ES384, EdDSA).
-    pub algorithms: Vec<String>,
-    /// Clock skew.
-    pub clock_skew: Duration,
-    /// Oldest acceptable `iat`.
-    pub max_token_age: Duration,
-    /// Claims that must be present.
-    pub required_claims: Vec<String>,
-    /// Key refresh interval.
-    pub jwks_ttl: Duration,
-    /// How long last good keys serve while the endpoint fails.
-    pub jwks_max_staleness: Duration,
-    /// Least time between unknown-`kid` refetches.
-    pub jwks_refetch_interval: Duration,
-    /// CAs for https key URLs.
+    /// The issuer as the verifier takes it.
+    pub options: TokenIssuerOptions,
+    /// CAs for https key URLs (the gateway's key fetcher reads them).
     pub jwks_ca: Vec<PathBuf>,
 }
 

@@ -404,8 +404,6 @@ fn http_url(ctx: &Ctx<'_>, url: &Spanned<String>) -> Result<String, ConfigError>
 }
 
 /// JWS algorithms a token issuer may name.
-const TOKEN_ALGORITHMS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
-
 fn tokens(ctx: &Ctx<'_>, raw: &RawTokens) -> Result<Tokens, ConfigError> {
     let path = raw.backchannel_logout_path.get_ref();
     if !path.starts_with('/') || path.contains(['?', '#']) {
@@ -414,8 +412,10 @@ fn tokens(ctx: &Ctx<'_>, raw: &RawTokens) -> Result<Tokens, ConfigError> {
         );
     }
     Ok(Tokens {
-        cache_entries: raw.cache_entries,
-        max_token_bytes: ctx.nonzero(&raw.max_token_bytes, "max_token_bytes")?.get(),
+        options: TokenOptions {
+            cache_entries: raw.cache_entries,
+            max_token_bytes: ctx.nonzero(&raw.max_token_bytes, "max_token_bytes")?.get(),
+        },
         backchannel_logout_path: path.clone(),
     })
 }
@@ -443,32 +443,35 @@ fn token_issuers(ctx: &Ctx<'_>, raw: &[Spanned<RawTokenIssuer>]) -> Result<Vec<T
         let mut algorithms = Vec::new();
         for alg in t.algorithms.get_ref() {
             let name = alg.get_ref();
-            if !TOKEN_ALGORITHMS.contains(&name.as_str()) {
-                return Err(ctx.invalid(
+            // Only asymmetric algorithms exist to be named: no HMAC, no `none`.
+            let parsed = TokenAlgorithm::from_name(name).ok_or_else(|| {
+                let known: Vec<&str> = TokenAlgorithm::ALL.iter().map(|a| a.name()).collect();
+                ctx.invalid(
                     alg.span(),
-                    format!(
-                        "algorithm {name:?} is not accepted; use asymmetric algorithms: {}",
-                        TOKEN_ALGORITHMS.join(", ")
-                    ),
-                ));
-            }
-            algorithms.push(name.clone());
+                    format!("algorithm {name:?} is not accepted; use asymmetric algorithms: {}", known.join(", ")),
+                )
+            })?;
+            algorithms.push(parsed);
         }
         if algorithms.is_empty() {
             return Err(ctx.invalid(t.algorithms.span(), "algorithms is empty"));
         }
         out.push(TokenIssuer {
-            name: t.name.get_ref().clone(),
-            issuer: t.issuer.get_ref().clone(),
-            keys,
-            audiences: t.audiences.get_ref().clone(),
-            algorithms,
-            clock_skew: t.clock_skew.0,
-            max_token_age: t.max_token_age.0,
-            required_claims: t.required_claims.clone(),
-            jwks_ttl: t.jwks_ttl.0,
-            jwks_max_staleness: t.jwks_max_staleness.0,
-            jwks_refetch_interval: t.jwks_refetch_interval.0,
+            options: TokenIssuerOptions {
+                name: t.name.get_ref().clone(),
+                issuer: t.issuer.get_ref().clone(),
+                keys,
+                audiences: t.audiences.get_ref().clone(),
+                algorithms,
+                clock_skew: t.clock_skew.0,
+                max_token_age: t.max_token_age.0,
+                required_claims: t.required_claims.clone(),
+                jwks: JwksOptions {
+                    ttl: t.jwks_ttl.0,
+                    max_staleness: t.jwks_max_staleness.0,
+                    refetch_interval: t.jwks_refetch_interval.0,
+                },
+            },
             jwks_ca: t.jwks_ca.iter().map(|p| ctx.path(p)).collect::<Result<_, _>>()?,
         });
     }
@@ -959,7 +962,7 @@ upstream = "pds"
             parse(&issuer("RS256", "http://ci.example/jwks")).unwrap_err().to_string().contains("must come over https")
         );
         let c = parse(&issuer("PS256", "https://ci.example/jwks")).unwrap();
-        assert_eq!(c.token_issuers[0].keys, KeySource::Jwks("https://ci.example/jwks".into()));
+        assert_eq!(c.token_issuers[0].options.keys, KeySource::Jwks("https://ci.example/jwks".into()));
         assert_eq!(c.routes[0].token_binding, TokenBinding::IfPresent);
     }
 

@@ -16,10 +16,10 @@ use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use spinegate_config::IdentityAssertion;
 
-use crate::auth::token::jose::b64_encode;
 use crate::auth::{AuthMethod, Principal};
 use crate::authz::RoleProfile;
 use crate::material::MaterialError;
+use spinegate_token::jose::b64_encode;
 
 /// Signs assertions and knows the key set to publish.
 #[derive(Debug)]
@@ -160,8 +160,8 @@ mod tests {
 
     use super::*;
     use crate::auth::AssuranceLevel;
-    use crate::auth::token::jose::{Alg, KeySet, Limits, decode};
     use crate::identity::UserId;
+    use spinegate_token::jose::{Alg, KeySet, Limits, decode};
 
     fn key_file(dir: &Path, name: &str) -> std::path::PathBuf {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();

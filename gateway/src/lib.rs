@@ -50,7 +50,6 @@ pub mod runtime;
 pub mod server;
 pub mod tls;
 pub mod trust;
-pub mod weak_key;
 
 pub use error::Reason;
 pub use reload::ReloadError;

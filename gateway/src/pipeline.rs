@@ -13,11 +13,11 @@ use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use rustls_pki_types::UnixTime;
 use spinegate_config::{ClientCertificatePolicy, CrossSite, TokenBinding};
+use spinegate_token::TokenError;
+use spinegate_token::logout::LogoutError;
 
 use crate::assertion;
 use crate::audit::AuditRecord;
-use crate::auth::token::TokenError;
-use crate::auth::token::logout::LogoutError;
 use crate::auth::{AssuranceLevel, AuthMethod, Principal};
 use crate::authz::{self, RoleData, Roles};
 use crate::canonical::{self, RequestTarget, TargetError};
@@ -403,7 +403,7 @@ async fn roles_of(conn: &Conn, runtime: &Runtime, principal: &Principal) -> Resu
     if let Some(token) = &principal.token {
         let claims = &token.claims;
         return Ok(token
-            .roles
+            .extension
             .resolve_with(&runtime.policy, || claims.roles.iter().map(RoleData::from_claim).collect()));
     }
     let directory = conn.shared.directory.load_full();

@@ -72,7 +72,7 @@ pub struct Shared {
     /// Revocation snapshots.
     pub revocation: Arc<Revocation>,
     /// Bearer-token verification.
-    pub tokens: Arc<crate::auth::token::TokenVerifier>,
+    pub tokens: Arc<crate::auth::tokens::Tokens>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
     /// The TLS crypto provider.
@@ -181,7 +181,7 @@ pub fn check_material(config: &Config) -> Result<Vec<String>, MaterialError> {
     // Policies name issuer certificates: load them as the gateway would.
     crate::revocation::policies(config)?;
     admin_token(config)?;
-    crate::auth::token::TokenVerifier::build(config, &provider)?;
+    crate::auth::tokens::build(config, &provider)?;
     crate::authz::directory::Directory::build(&config.role_directory, &provider)?;
     let revocation = Revocation::disabled();
     let resumption = config

@@ -89,7 +89,7 @@ impl Gateway {
         for warning in runtime.trust.anchor_warnings(options.clock.now()) {
             tracing::warn!("{warning}");
         }
-        let tokens = Arc::new(crate::auth::token::TokenVerifier::build(&config, &provider)?);
+        let tokens = Arc::new(crate::auth::tokens::build(&config, &provider)?);
         let directory = Arc::new(
             crate::authz::directory::Directory::build(&config.role_directory, &provider)
                 .map_err(MaterialError::from)?,

@@ -549,7 +549,7 @@ impl TrustStore {
             }
         }
         if let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = leaf.public_key().parsed()
-            && crate::weak_key::rsa_modulus_has_roca_fingerprint(rsa.modulus)
+            && spinegate_token::weak_key::rsa_modulus_has_roca_fingerprint(rsa.modulus)
         {
             return Err(CertFailure::WeakKey("ROCA fingerprint (CVE-2017-15361)"));
         }
@@ -650,7 +650,7 @@ mod tests {
 
     #[test]
     fn smartcard_keys_with_the_roca_fingerprint_are_refused() {
-        use crate::auth::token::jose::{rsa_public_key_der, tlv};
+        use spinegate_token::jose::{rsa_public_key_der, tlv};
         let root = Ca::root("R", KeyKind::EcdsaP256).unwrap();
         let material = TrustMaterial { anchors: vec![root.cert().clone()], ..TrustMaterial::default() };
         let store = TrustStore::build(&settings(4), material, algs()).unwrap();
@@ -663,7 +663,7 @@ mod tests {
             tlv(0x30, &body)
         };
         // 65537^127 + k·M: a 2,033-bit modulus of the shape an affected chip generates.
-        let weak = crate::weak_key::tests::roca_shaped(1_000_003, 127);
+        let weak = spinegate_token::weak_key::roca_shaped(1_000_003, 127);
         assert!(weak.len() * 8 >= 2032, "{}", weak.len());
         let spec = LeafSpec::smartcard("555000000001", "A", "B");
         let cert = root.issue_for_public_key(&spec, &spki(&weak)).unwrap();
@@ -674,7 +674,7 @@ mod tests {
         // The same certificate with an ordinary modulus of that size passes.
         let mut ordinary = weak.clone();
         *ordinary.last_mut().unwrap() ^= 2;
-        assert!(!crate::weak_key::rsa_modulus_has_roca_fingerprint(&ordinary));
+        assert!(!spinegate_token::weak_key::rsa_modulus_has_roca_fingerprint(&ordinary));
         let cert = root.issue_for_public_key(&spec, &spki(&ordinary)).unwrap();
         assert_eq!(store.verify(&cert, &[], UnixTime::now()).unwrap().user_id.as_str(), "555000000001");
     }

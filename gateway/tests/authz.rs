@@ -13,9 +13,9 @@ use std::time::Duration;
 use http::Request;
 use http_body_util::Full;
 use serde_json::Value;
-use spinegate::auth::token::jose::{Alg, KeySet, Limits, decode};
 use spinegate_devpki::Issued;
 use spinegate_devpki::token::{KeyEndpoint, RoleSpec, TokenIssuer};
+use spinegate_token::jose::{Alg, KeySet, Limits, decode};
 use support::{
     ALICE, AUDIENCE, CLINICIAN_AND_CLERK_ROLES, Client, ERIN, Gw, ISSUER, Pki, Resp, SCOPED_ROUTES, client_config,
     within,

@@ -371,7 +371,7 @@ async fn logs_are_json_lines_with_an_access_log_and_never_a_credential() {
     let all = lines.join("\n");
     let signature = token.rsplit('.').next().unwrap();
     assert!(!all.contains(signature) && !all.contains(&forged[forged.len() - 40..]), "a token reached the log");
-    let der = spinegate::auth::token::jose::b64_encode(&card.cert);
+    let der = spinegate_token::jose::b64_encode(&card.cert);
     assert!(!all.contains(&der[..60]) && !all.contains("BEGIN CERTIFICATE"), "a certificate reached the log");
 }
 

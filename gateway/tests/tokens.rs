@@ -73,7 +73,7 @@ async fn call_at(gw: &Gw, pki: &Pki, card: Option<&Issued>, token: &str, path: &
 }
 
 fn b64(bytes: &[u8]) -> String {
-    spinegate::auth::token::jose::b64_encode(bytes)
+    spinegate_token::jose::b64_encode(bytes)
 }
 
 /// A token with an arbitrary header and claims and a junk signature (for checks that must fail

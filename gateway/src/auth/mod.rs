@@ -1,7 +1,7 @@
 //! Who is asking: the [`Principal`] a request acts as, once authenticated by a smartcard
 //! certificate or a bearer token ([`token`]).
 
-pub mod token;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -22,5 +22,5 @@ pub struct Principal {
     /// mutual-TLS connection).
     pub certificate: Option<Arc<CertIdentity>>,
     /// The verified token, when one was used.
-    pub token: Option<Arc<token::VerifiedToken>>,
+    pub token: Option<Arc<tokens::Verified>>,
 }

@@ -72,7 +72,7 @@ pub struct RoleData {
 
 impl RoleData {
     /// From the token's `nhsid_nrbac_roles[]` entry.
-    pub fn from_claim(claim: &crate::auth::token::claims::RoleClaim) -> Self {
+    pub fn from_claim(claim: &spinegate_token::claims::RoleClaim) -> Self {
         Self {
             id: claim.person_roleid.as_str().into(),
             org: claim.org_code.to_ascii_uppercase().into(),

@@ -20,8 +20,8 @@ use std::path::Path;
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
-use spinegate::auth::token::jose::{Alg, JwkError, KeySet, Limits, Unverified, decode};
 use spinegate_devpki::corpus::{self, Exceptions, Tally, guarded};
+use spinegate_token::jose::{Alg, JwkError, KeySet, Limits, Unverified, decode};
 
 /// The vector files run through the gateway, by the name their ids carry.
 const VECTOR_FILES: [&str; 2] = ["json_web_signature_test", "json_web_key_test"];

@@ -1,48 +1,28 @@
-//! Bearer tokens from Care Identity (and any configured OpenID provider), verified on every
-//! request without ever trusting what the token says about how to verify it: the issuer is chosen
-//! by `iss`, but the key comes from that issuer's key set and the algorithm from its allow-list;
-//! headers that bring their own keys are refused, and `typ` must fit the use (an access token,
-//! a logout token). Verified tokens are remembered until they expire (indexed by a seeded XXH3
-//! of the token, compared in full on every hit); a hit is judged again for expiry, age, key
-//! changes and logout.
-//!
-//! ## Layout
-//! - [`jose`]: strict base64url, JWKs, compact JWS checks and verification.
-//! - [`claims`]: registered and Care Identity claims.
-//! - [`jwks`]: fetching and refreshing an issuer's keys.
-//! - [`logout`]: back-channel logout.
-//! - `json`: JSON that refuses duplicate members.
-
-pub mod claims;
-pub mod jose;
-pub mod json;
-pub mod jwks;
-pub mod logout;
+//! The verifier: issuers chosen by `iss`, the verified-token cache, and back-channel logout.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::crypto::CryptoProvider;
-use spinegate_config::Config;
+use crate::claims::{self, ClaimError, Claims, Rules};
+use crate::jose::{self, Alg, JwsError, Limits, TokenUse};
+use crate::json;
+use crate::jwks::{Jwks, KeyFetch, KeysError};
+use crate::logout::{self, LogoutError, Logouts};
+use crate::options::{IssuerOptions, Observer, Options};
 
-use self::claims::{ClaimError, Claims, Rules};
-use self::jose::{Alg, JwsError, Limits, TokenUse};
-use self::jwks::{HttpsKeyFetch, Jwks, JwksOptions, KeyFetch, KeysError};
-use self::logout::{LogoutError, Logouts};
-use crate::material::MaterialError;
-use crate::metrics as m;
-
-/// A token that passed every check.
+/// A token that passed every check, with what the caller attaches to it (`X`: the gateway keeps
+/// the token's role profiles resolved under its current policy there, filled on first use), which
+/// lives as long as the cached token.
 #[derive(Debug)]
-pub struct VerifiedToken {
+pub struct VerifiedToken<X = ()> {
     /// The configured issuer's name.
     pub issuer_name: Arc<str>,
     /// Its claims.
     pub claims: Claims,
     /// The issuer's key-set generation the signature was checked under.
     key_generation: u64,
-    /// The token's role profiles resolved under the current policy (filled on first use).
-    pub roles: crate::authz::RoleSlot,
+    /// The caller's data for this token.
+    pub extension: X,
 }
 
 /// Why a token is refused.
@@ -99,24 +79,30 @@ struct Issuer {
 }
 
 /// Verifies bearer tokens and logout tokens for every configured issuer.
-#[derive(Debug)]
-pub struct TokenVerifier {
+pub struct TokenVerifier<X = ()> {
     issuers: Vec<Arc<Issuer>>,
-    cache: moka::sync::Cache<u64, Arc<Cached>>,
+    cache: moka::sync::Cache<u64, Arc<Cached<X>>>,
     /// Secret seed of the cache index hash, fresh per process.
     seed: u64,
     logouts: Logouts,
     limits: Limits,
+    observer: Arc<dyn Observer>,
+}
+
+impl<X> std::fmt::Debug for TokenVerifier<X> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier").field("issuers", &self.issuers).finish_non_exhaustive()
+    }
 }
 
 /// A verified token as cached: the exact token string, compared in full on every hit, so the
 /// index hash only has to be fast — a hit is never decided by a hash.
-struct Cached {
+struct Cached<X> {
     token: Box<str>,
-    verified: Arc<VerifiedToken>,
+    verified: Arc<VerifiedToken<X>>,
 }
 
-impl std::fmt::Debug for Cached {
+impl<X: std::fmt::Debug> std::fmt::Debug for Cached<X> {
     /// Never the token itself: it is a bearer credential.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cached").field("token_bytes", &self.token.len()).field("verified", &self.verified).finish()
@@ -125,45 +111,37 @@ impl std::fmt::Debug for Cached {
 
 struct UntilExpiry;
 
-impl moka::Expiry<u64, Arc<Cached>> for UntilExpiry {
-    fn expire_after_create(&self, _: &u64, value: &Arc<Cached>, _: std::time::Instant) -> Option<Duration> {
+impl<X> moka::Expiry<u64, Arc<Cached<X>>> for UntilExpiry {
+    fn expire_after_create(&self, _: &u64, value: &Arc<Cached<X>>, _: std::time::Instant) -> Option<Duration> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         Some(Duration::from_secs(value.verified.claims.expires.saturating_sub(now)))
     }
 }
 
-impl TokenVerifier {
-    /// The verifier for `[[token_issuer]]` entries, fetching keys over HTTPS.
-    pub fn build(config: &Config, provider: &Arc<CryptoProvider>) -> Result<Self, MaterialError> {
-        let mut fetchers = Vec::with_capacity(config.token_issuers.len());
-        for issuer in &config.token_issuers {
-            fetchers.push(Arc::new(HttpsKeyFetch::new(&issuer.jwks_ca, provider)?) as Arc<dyn KeyFetch>);
-        }
-        Ok(Self::with_fetchers(config, fetchers))
-    }
-
-    /// The verifier with one key fetcher per issuer (tests inject their own).
-    pub fn with_fetchers(config: &Config, fetchers: Vec<Arc<dyn KeyFetch>>) -> Self {
+impl<X: Default + Send + Sync + 'static> TokenVerifier<X> {
+    /// The verifier for `issuers`, each fetching its keys with the fetcher at the same position,
+    /// reporting to `observer`.
+    pub fn new(
+        options: &Options,
+        issuers: &[IssuerOptions],
+        fetchers: Vec<Arc<dyn KeyFetch>>,
+        observer: Arc<dyn Observer>,
+    ) -> Self {
         let mut longest = Duration::from_secs(3600);
-        let issuers = config
-            .token_issuers
+        let issuers = issuers
             .iter()
             .zip(fetchers)
             .map(|(t, fetch)| {
                 longest = longest.max(t.max_token_age + t.clock_skew);
-                let allowed: Vec<Alg> = t.algorithms.iter().filter_map(|a| Alg::from_name(a)).collect();
                 let name: Arc<str> = t.name.as_str().into();
                 let jwks = Arc::new(Jwks::new(
                     Arc::clone(&name),
                     t.issuer.clone(),
                     t.keys.clone(),
-                    allowed.clone(),
+                    t.algorithms.clone(),
                     fetch,
-                    JwksOptions {
-                        ttl: t.jwks_ttl,
-                        max_staleness: t.jwks_max_staleness,
-                        refetch_interval: t.jwks_refetch_interval,
-                    },
+                    t.jwks,
+                    Arc::clone(&observer),
                 ));
                 Arc::new(Issuer {
                     name,
@@ -174,7 +152,7 @@ impl TokenVerifier {
                         max_age: t.max_token_age,
                         required: t.required_claims.clone(),
                     },
-                    allowed,
+                    allowed: t.algorithms.clone(),
                     jwks,
                 })
             })
@@ -186,12 +164,10 @@ impl TokenVerifier {
                 aws_lc_rs::rand::fill(&mut seed).expect("the system RNG is available");
                 u64::from_le_bytes(seed)
             },
-            cache: moka::sync::Cache::builder()
-                .max_capacity(config.tokens.cache_entries)
-                .expire_after(UntilExpiry)
-                .build(),
+            cache: moka::sync::Cache::builder().max_capacity(options.cache_entries).expire_after(UntilExpiry).build(),
             logouts: Logouts::new(longest),
-            limits: Limits { max_token_bytes: config.tokens.max_token_bytes, ..Limits::default() },
+            limits: Limits { max_token_bytes: options.max_token_bytes, ..Limits::default() },
+            observer,
         }
     }
 
@@ -206,17 +182,16 @@ impl TokenVerifier {
     }
 
     /// Verifies a bearer token at `now` (seconds since the epoch).
-    pub async fn verify(&self, token: &str, now: u64) -> Result<Arc<VerifiedToken>, TokenError> {
+    pub async fn verify(&self, token: &str, now: u64) -> Result<Arc<VerifiedToken<X>>, TokenError> {
         let outcome = self.verify_inner(token, now).await;
-        let (issuer, result): (metrics::SharedString, _) = match &outcome {
-            Ok(t) => (Arc::clone(&t.issuer_name).into(), "ok"),
-            Err(e) => (metrics::SharedString::const_str("unknown"), e.label()),
-        };
-        metrics::counter!(m::TOKEN_VERIFICATIONS, "issuer" => issuer, "result" => result).increment(1);
+        match &outcome {
+            Ok(t) => self.observer.verified(Some(&t.issuer_name), "ok"),
+            Err(e) => self.observer.verified(None, e.label()),
+        }
         outcome
     }
 
-    async fn verify_inner(&self, token: &str, now: u64) -> Result<Arc<VerifiedToken>, TokenError> {
+    async fn verify_inner(&self, token: &str, now: u64) -> Result<Arc<VerifiedToken<X>>, TokenError> {
         if token.len() > self.limits.max_token_bytes {
             return Err(JwsError::TooLarge.into());
         }
@@ -258,7 +233,7 @@ impl TokenVerifier {
 
     /// The whole verification of a token, without consulting or filling the cache: what a cache
     /// miss costs (and what the benchmarks measure against a bare signature check).
-    pub async fn verify_uncached(&self, token: &str, now: u64) -> Result<VerifiedToken, TokenError> {
+    pub async fn verify_uncached(&self, token: &str, now: u64) -> Result<VerifiedToken<X>, TokenError> {
         let payload = self.payload_of(token)?;
         let payload = claims::parse_object(&payload)?;
         let (issuer, key_generation) = self.verify_signature(token, TokenUse::Access, &payload, now).await?;
@@ -266,12 +241,7 @@ impl TokenVerifier {
         if self.logouts.covers(&issuer.name, &claims) {
             return Err(TokenError::LoggedOut);
         }
-        Ok(VerifiedToken {
-            issuer_name: Arc::clone(&issuer.name),
-            claims,
-            key_generation,
-            roles: crate::authz::RoleSlot::default(),
-        })
+        Ok(VerifiedToken { issuer_name: Arc::clone(&issuer.name), claims, key_generation, extension: X::default() })
     }
 
     /// The token's payload, decoded (the size cap first).

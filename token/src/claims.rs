@@ -5,10 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::json::{Json, Object};
+use spinegate_vocab::{AssuranceLevel, Authenticator, UserId};
 
-use crate::auth::{AssuranceLevel, Authenticator};
-use crate::identity::UserId;
+use crate::json::{Json, Object};
 
 /// What a token must satisfy besides its signature.
 #[derive(Clone, Debug)]
@@ -137,7 +136,7 @@ pub fn check(payload: &[u8], rules: &Rules, now: u64) -> Result<Claims, ClaimErr
 
 /// Parses a payload strictly (duplicate members refused) as a JSON object.
 pub fn parse_object(payload: &[u8]) -> Result<Object<'_>, ClaimError> {
-    match super::json::parse_strict(payload).map_err(ClaimError::Malformed)? {
+    match crate::json::parse_strict(payload).map_err(ClaimError::Malformed)? {
         Json::Object(map) => Ok(map),
         _ => Err(ClaimError::Malformed("not an object".into())),
     }
@@ -257,7 +256,7 @@ pub fn check_object(claims: &Object<'_>, rules: &Rules, now: u64) -> Result<Clai
             let thumb = cnf
                 .get("x5t#S256")
                 .and_then(Json::as_str)
-                .and_then(super::jose::b64_decode)
+                .and_then(crate::jose::b64_decode)
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())
                 .ok_or_else(|| ClaimError::Missing("cnf.x5t#S256".into()))?;
             Some(thumb)

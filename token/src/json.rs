@@ -5,7 +5,7 @@
 //! The document is read into [`Json`], which borrows its strings from the input where no escape
 //! forces a copy and keeps each object's members in one vector: a token's payload is read on
 //! every cache miss, and a tree of owned maps and strings cost more than the rest of the claims
-//! check together (see `benches/token.rs`).
+//! check together (see `benches/verify.rs`).
 
 use std::borrow::Cow;
 use std::fmt;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
 
-use super::json::{Json, parse_strict};
+use crate::json::{Json, parse_strict};
 
 /// base64url without padding, refusing padding, stray characters and non-canonical trailing
 /// bits (RFC 7515 §2). SIMD-accelerated: every token's payload is decoded on a cache miss.
@@ -322,7 +322,8 @@ pub fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
     tlv(0x30, &seq)
 }
 
-pub(crate) fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+/// A DER tag-length-value with a definite length (short or long form).
+pub fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     if body.len() < 0x80 {
         out.push(body.len() as u8);

@@ -14,97 +14,15 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::RootCertStore;
-use rustls::crypto::CryptoProvider;
-use spinegate_config::KeySource;
 
-use super::jose::{Alg, KeySet};
-use crate::material::{self, MaterialError};
-use crate::metrics as m;
+use crate::jose::{Alg, KeySet};
+use crate::options::{JwksOptions, KeySource, Observer};
 
-/// Fetches a document by URL.
+/// Fetches a document by URL: the verifier's only I/O, supplied by the caller (the gateway's
+/// HTTPS client; tests and benchmarks serve keys from memory).
 pub trait KeyFetch: Send + Sync + std::fmt::Debug + 'static {
     /// GETs `url` and returns the body of a 200 response.
     fn get(&self, url: &str) -> BoxFuture<'static, Result<Bytes, String>>;
-}
-
-/// HTTPS (and loopback HTTP) fetching with the issuer's CAs.
-#[derive(Debug, Clone)]
-pub struct HttpsKeyFetch {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
-}
-
-/// Largest key-set or discovery document accepted.
-const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
-/// Deadline of one fetch.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl HttpsKeyFetch {
-    /// A client trusting the CAs in `ca_files` for https URLs.
-    pub fn new(ca_files: &[std::path::PathBuf], provider: &Arc<CryptoProvider>) -> Result<Self, MaterialError> {
-        let mut roots = RootCertStore::empty();
-        for path in ca_files {
-            for cert in material::certificates(path)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| MaterialError::BadCertificate { path: path.clone(), reason: e.to_string() })?;
-            }
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::clone(provider))
-            .with_safe_default_protocol_versions()
-            .expect("the aws-lc-rs provider supports the default versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
-        http.enforce_http(false);
-        let connector =
-            HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
-        Ok(Self { client })
-    }
-}
-
-impl KeyFetch for HttpsKeyFetch {
-    fn get(&self, url: &str) -> BoxFuture<'static, Result<Bytes, String>> {
-        let client = self.client.clone();
-        let uri: Result<http::Uri, _> = url.parse();
-        Box::pin(async move {
-            let uri = uri.map_err(|e| format!("bad URL: {e}"))?;
-            let exchange = async {
-                let response = client.get(uri).await.map_err(|e| format!("fetch failed: {e}"))?;
-                if response.status() != http::StatusCode::OK {
-                    return Err(format!("HTTP status {}", response.status()));
-                }
-                Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .map_err(|e| format!("body: {e}"))
-            };
-            tokio::time::timeout(FETCH_TIMEOUT, exchange).await.map_err(|_| "timed out".to_owned())?
-        })
-    }
-}
-
-/// Refresh and staleness settings.
-#[derive(Clone, Copy, Debug)]
-pub struct JwksOptions {
-    /// Keys are refreshed after this long.
-    pub ttl: Duration,
-    /// The last good keys serve at most this long after they were fetched.
-    pub max_staleness: Duration,
-    /// Least time between refetches for unknown `kid`s.
-    pub refetch_interval: Duration,
 }
 
 /// Why no keys can be used.
@@ -146,6 +64,7 @@ pub struct Jwks {
     allowed: Vec<Alg>,
     fetch: Arc<dyn KeyFetch>,
     options: JwksOptions,
+    observer: Arc<dyn Observer>,
     state: ArcSwapOption<Loaded>,
     /// When the last refetch for an unknown `kid` started (0: never).
     last_kid_refetch: AtomicU64,
@@ -167,6 +86,7 @@ impl Jwks {
         allowed: Vec<Alg>,
         fetch: Arc<dyn KeyFetch>,
         options: JwksOptions,
+        observer: Arc<dyn Observer>,
     ) -> Self {
         Self {
             name,
@@ -175,6 +95,7 @@ impl Jwks {
             allowed,
             fetch,
             options,
+            observer,
             state: ArcSwapOption::empty(),
             last_kid_refetch: AtomicU64::new(0),
             fetching: tokio::sync::Mutex::new(()),
@@ -238,7 +159,7 @@ impl Jwks {
         if !due
             || self.last_kid_refetch.compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Acquire).is_err()
         {
-            metrics::counter!(m::JWKS_REFETCHES_SUPPRESSED, "issuer" => self.name.to_string()).increment(1);
+            self.observer.refetch_suppressed(&self.name);
             return None;
         }
         self.fetch_now(now).await.ok()
@@ -311,13 +232,12 @@ impl Jwks {
                     document,
                     generation,
                 })));
-                metrics::counter!(m::JWKS_REFRESHES, "issuer" => self.name.to_string(), "outcome" => "ok").increment(1);
+                self.observer.keys_fetched(&self.name, true);
                 tracing::info!(issuer = %self.name, keys = keys.len(), "signing keys fetched");
                 Ok(keys)
             }
             Err(e) => {
-                metrics::counter!(m::JWKS_REFRESHES, "issuer" => self.name.to_string(), "outcome" => "failed")
-                    .increment(1);
+                self.observer.keys_fetched(&self.name, false);
                 tracing::warn!(issuer = %self.name, error = %e, "signing keys could not be fetched");
                 Err(e)
             }

@@ -14,10 +14,9 @@ use aws_lc_rs::signature::{self, ParsedPublicKey};
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::future::BoxFuture;
-use spinegate::auth::token::TokenVerifier;
-use spinegate::auth::token::jose::{b64_decode, rsa_public_key_der};
-use spinegate::auth::token::jwks::KeyFetch;
 use spinegate_devpki::token::{RoleSpec, TokenIssuer};
+use spinegate_token::jose::{Alg, b64_decode, rsa_public_key_der};
+use spinegate_token::{IssuerOptions, JwksOptions, KeyFetch, KeySource, NoObserver, Options, TokenVerifier};
 
 /// Serves the issuer's key set from memory: the bench measures verification, not fetching.
 #[derive(Debug)]
@@ -30,22 +29,31 @@ impl KeyFetch for Keys {
     }
 }
 
-/// The minimal example configuration plus one token issuer.
-const ISSUER: &str = r#"
-[[token_issuer]]
-name = "care-identity"
-issuer = "https://am.nhsidentity.example/openam/oauth2/realms/root/realms/NHSIdentity/realms/Healthcare"
-jwks_url = "https://am.nhsidentity.example/jwks"
-audiences = ["spinegate-bench"]
-"#;
+/// Care Identity's issuer, as the configuration's defaults would set it up.
+const ISSUER: &str = "https://am.nhsidentity.example/openam/oauth2/realms/root/realms/NHSIdentity/realms/Healthcare";
 
 fn bench(c: &mut Criterion) {
-    let text = format!("{}\n{ISSUER}", include_str!("../../config/examples/minimal.toml"));
-    let config = spinegate_config::parse(&text, None, std::path::Path::new("/")).unwrap();
-    let issuer = TokenIssuer::new(config.token_issuers[0].issuer.clone()).unwrap();
-    let verifier = TokenVerifier::with_fetchers(
-        &config,
+    let issuer = TokenIssuer::new(ISSUER).unwrap();
+    let options = IssuerOptions {
+        name: "care-identity".into(),
+        issuer: ISSUER.into(),
+        keys: KeySource::Jwks("https://am.nhsidentity.example/jwks".into()),
+        audiences: vec!["spinegate-bench".into()],
+        algorithms: vec![Alg::Rs256, Alg::Rs512],
+        clock_skew: std::time::Duration::from_secs(60),
+        max_token_age: std::time::Duration::from_secs(12 * 3600),
+        required_claims: Vec::new(),
+        jwks: JwksOptions {
+            ttl: std::time::Duration::from_secs(600),
+            max_staleness: std::time::Duration::from_secs(86_400),
+            refetch_interval: std::time::Duration::from_secs(30),
+        },
+    };
+    let verifier: TokenVerifier = TokenVerifier::new(
+        &Options::default(),
+        &[options],
         vec![Arc::new(Keys(Bytes::from(issuer.jwks_json()))) as Arc<dyn KeyFetch>],
+        Arc::new(NoObserver),
     );
     // A token the size Care Identity issues: two role profiles, activities and the usual claims.
     let roles: Vec<RoleSpec> = ["555254242106", "555254242107"]

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::claims::Claims;
-use super::json::{Json, Object, parse_strict};
+use crate::claims::Claims;
+use crate::json::{Json, Object, parse_strict};
 
 /// The `events` member a logout token must carry.
 pub const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn a_logout_covers_tokens_issued_up_to_the_later_of_both_clocks() {
-        let rules = super::super::claims::Rules {
+        let rules = crate::claims::Rules {
             issuer: "https://ci.example".into(),
             audiences: vec!["spinegate".into()],
             skew: Duration::from_secs(60),
@@ -189,7 +189,7 @@ mod tests {
                 r#"{{"iss":"https://ci.example","aud":"spinegate","sub":"555000000001","sid":"{sid}","iat":{iat},"exp":{}}}"#,
                 iat + 600
             );
-            super::super::claims::check(p.as_bytes(), &rules, iat).unwrap()
+            crate::claims::check(p.as_bytes(), &rules, iat).unwrap()
         };
         let issuer: Arc<str> = "ci".into();
         let logouts = Logouts::new(Duration::from_secs(3600));

@@ -40,50 +40,52 @@ fn in_subgroup_of_65537(x: u32, p: u32) -> bool {
     }
 }
 
+/// Multiplies a big-endian number by a small factor and adds a small term.
+fn mul_add(n: &mut Vec<u8>, factor: u32, add: u32) {
+    let mut carry = add;
+    for b in n.iter_mut().rev() {
+        let v = u32::from(*b) * factor + carry;
+        *b = (v & 0xff) as u8;
+        carry = v >> 8;
+    }
+    while carry > 0 {
+        n.insert(0, (carry & 0xff) as u8);
+        carry >>= 8;
+    }
+}
+
+/// `65537^a + k·M`, the shape of an affected key (`M` the primorial up to 167, times 2):
+/// adding a multiple of every prime leaves each residue that of a power of 65537. For tests that
+/// a key of this shape is refused (here and where smartcards are verified); the number is not a
+/// usable key.
+pub fn roca_shaped(k: u32, a: u32) -> Vec<u8> {
+    let mut power = vec![1u8];
+    for _ in 0..a {
+        mul_add(&mut power, 65537, 0);
+    }
+    let mut km = vec![0u8];
+    mul_add(&mut km, 1, k);
+    for p in PRIMES.into_iter().chain([2]) {
+        mul_add(&mut km, p, 0);
+    }
+    let (mut sum, short) = if power.len() >= km.len() { (power, km) } else { (km, power) };
+    let mut carry = 0u32;
+    for i in 0..sum.len() {
+        let j = sum.len() - 1 - i;
+        let add = short.len().checked_sub(1 + i).map_or(0, |k| u32::from(short[k]));
+        let v = u32::from(sum[j]) + add + carry;
+        sum[j] = (v & 0xff) as u8;
+        carry = v >> 8;
+    }
+    if carry > 0 {
+        sum.insert(0, carry as u8);
+    }
+    sum
+}
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
+
     use super::*;
-
-    /// Multiplies a big-endian number by a small factor and adds a small term.
-    fn mul_add(n: &mut Vec<u8>, factor: u32, add: u32) {
-        let mut carry = add;
-        for b in n.iter_mut().rev() {
-            let v = u32::from(*b) * factor + carry;
-            *b = (v & 0xff) as u8;
-            carry = v >> 8;
-        }
-        while carry > 0 {
-            n.insert(0, (carry & 0xff) as u8);
-            carry >>= 8;
-        }
-    }
-
-    /// `65537^a + k·M`, the shape of an affected key (`M` the primorial up to 167, times 2):
-    /// adding a multiple of every prime leaves each residue that of a power of 65537.
-    pub(crate) fn roca_shaped(k: u32, a: u32) -> Vec<u8> {
-        let mut power = vec![1u8];
-        for _ in 0..a {
-            mul_add(&mut power, 65537, 0);
-        }
-        let mut km = vec![0u8];
-        mul_add(&mut km, 1, k);
-        for p in PRIMES.into_iter().chain([2]) {
-            mul_add(&mut km, p, 0);
-        }
-        let (mut sum, short) = if power.len() >= km.len() { (power, km) } else { (km, power) };
-        let mut carry = 0u32;
-        for i in 0..sum.len() {
-            let j = sum.len() - 1 - i;
-            let add = short.len().checked_sub(1 + i).map_or(0, |k| u32::from(short[k]));
-            let v = u32::from(sum[j]) + add + carry;
-            sum[j] = (v & 0xff) as u8;
-            carry = v >> 8;
-        }
-        if carry > 0 {
-            sum.insert(0, carry as u8);
-        }
-        sum
-    }
 
     #[test]
     fn numbers_of_the_affected_form_have_the_fingerprint() {
