@@ -8,19 +8,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use spinegate_vocab::{Authenticator, is_activity_code, is_ods_code, job_role};
+use spinegate_vocab::{AssuranceLevel, Authenticator, is_activity_code, is_ods_code, job_role};
 use toml::Spanned;
 
 use crate::error::ConfigError;
 use crate::raw::HumanDuration;
 use crate::validate::Ctx;
-
-/// The most distinct activity codes rules may name: a role's activities are a bitset of this
-/// many bits, so a decision is a few word operations.
-pub const MAX_POLICY_ACTIVITIES: usize = 256;
-
-/// HTTP methods a rule may name; `"*"` is every method.
-const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 // ----------------------------------------------------------------------------------------------
 // As written
@@ -259,82 +252,7 @@ fn default_assertion_lifetime() -> HumanDuration {
 // ----------------------------------------------------------------------------------------------
 // Validated
 
-/// HTTP methods as a bit set (bit i = [`METHODS`]\[i]); all bits for `"*"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MethodSet(u8);
-
-impl MethodSet {
-    /// Every method.
-    pub const ALL: MethodSet = MethodSet(u8::MAX);
-
-    /// Whether `method` (upper case) is in the set; unlisted methods only under `"*"`.
-    pub fn contains(self, method: &str) -> bool {
-        match METHODS.iter().position(|m| *m == method) {
-            Some(i) => self.0 & (1 << i) != 0,
-            None => self == MethodSet::ALL,
-        }
-    }
-
-    /// Whether every method of `other` is in `self`.
-    pub fn covers(self, other: MethodSet) -> bool {
-        self == MethodSet::ALL || (other != MethodSet::ALL && other.0 & !self.0 == 0)
-    }
-
-    fn names(self) -> String {
-        if self == MethodSet::ALL {
-            return "*".into();
-        }
-        METHODS
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| self.0 & (1 << i) != 0)
-            .map(|(_, m)| *m)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-/// One `[[route.rule]]`.
-#[derive(Clone, Debug)]
-pub struct Rule {
-    /// Methods covered.
-    pub methods: MethodSet,
-    /// No authentication.
-    pub public: bool,
-    /// At least one of these.
-    pub activities_any: Vec<String>,
-    /// All of these.
-    pub activities_all: Vec<String>,
-    /// The requested organisation must be the selected role's or related to it.
-    pub organisation_scope: bool,
-    /// Lowest assurance level (1–3); 1 when not given.
-    pub min_assurance: u8,
-    /// Smartcard-authenticated requests are accepted.
-    pub smartcard: bool,
-    /// Token-authenticated requests are accepted.
-    pub token: bool,
-    /// Authenticator kinds accepted; any when `None`.
-    pub authenticators: Option<Vec<Authenticator>>,
-}
-
-impl Rule {
-    /// Whether the rule needs a selected role profile: it asks for activities or scopes the
-    /// organisation.
-    pub fn needs_role(&self) -> bool {
-        !self.public && (self.organisation_scope || !self.activities_any.is_empty() || !self.activities_all.is_empty())
-    }
-}
-
-/// `[authorization]`.
-#[derive(Clone, Debug, Default)]
-pub struct Authorization {
-    /// The activity catalogue, when given.
-    pub activities: Option<BTreeMap<String, String>>,
-    /// Job role (`R8000`) → baseline activity codes.
-    pub baseline: BTreeMap<String, Vec<String>>,
-    /// Parent ODS code → children.
-    pub organisations: BTreeMap<String, Vec<String>>,
-}
+pub use spinegate_authz::{Authorization, MAX_POLICY_ACTIVITIES, MethodSet, Rule};
 
 /// `[role_directory]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -483,29 +401,22 @@ pub(crate) fn rules(
     let mut out = Vec::with_capacity(raw.len());
     for spanned in raw {
         let r = spanned.get_ref();
-        let mut methods = 0u8;
-        for m in r.methods.get_ref() {
-            if m == "*" {
-                methods = u8::MAX;
-            } else if let Some(i) = METHODS.iter().position(|k| k == m) {
-                methods |= 1 << i;
-            } else {
-                return Err(
-                    ctx.invalid(r.methods.span(), format!("method {m:?} is not one of \"*\", {}", METHODS.join(", ")))
-                );
+        let methods = match MethodSet::parse(r.methods.get_ref().iter().map(String::as_str)) {
+            Ok(Some(methods)) => methods,
+            Ok(None) => return Err(ctx.invalid(r.methods.span(), "methods is empty: the rule would cover nothing")),
+            Err(m) => {
+                let known = spinegate_authz::rule::METHODS.join(", ");
+                return Err(ctx.invalid(r.methods.span(), format!("method {m:?} is not one of \"*\", {known}")));
             }
-        }
-        if methods == 0 {
-            return Err(ctx.invalid(r.methods.span(), "methods is empty: the rule would cover nothing"));
-        }
+        };
         let activities_any = r.activities_any.iter().map(|a| activity(ctx, auth, a)).collect::<Result<Vec<_>, _>>()?;
         let activities_all = r.activities_all.iter().map(|a| activity(ctx, auth, a)).collect::<Result<Vec<_>, _>>()?;
         distinct.extend(activities_any.iter().cloned());
         distinct.extend(activities_all.iter().cloned());
         let min_assurance = match &r.min_assurance {
-            None => 1,
-            Some(n) if (1..=3).contains(n.get_ref()) => *n.get_ref(),
-            Some(n) => return Err(ctx.invalid(n.span(), "min_assurance is 1, 2 or 3 (AAL)")),
+            None => AssuranceLevel::Aal1,
+            Some(n) => AssuranceLevel::from_number(*n.get_ref())
+                .ok_or_else(|| ctx.invalid(n.span(), "min_assurance is 1, 2 or 3 (AAL)"))?,
         };
         let (mut smartcard, mut token) = (true, true);
         if let Some(list) = &r.auth_methods {
@@ -553,7 +464,7 @@ pub(crate) fn rules(
             ));
         }
         out.push(Rule {
-            methods: MethodSet(methods),
+            methods,
             public: r.public,
             activities_any,
             activities_all,
@@ -731,7 +642,7 @@ mod tests {
         assert!(rule.methods.contains("GET") && rule.methods.contains("HEAD") && !rule.methods.contains("POST"));
         assert!(rule.organisation_scope, "organisation scope is on unless turned off");
         assert!(rule.smartcard && rule.token && rule.authenticators.is_none());
-        assert_eq!(rule.min_assurance, 1);
+        assert_eq!(rule.min_assurance, spinegate_vocab::AssuranceLevel::Aal1);
         assert!(rule.needs_role());
         let any = parse(&route("[[route.rule]]\nmethods = [\"*\"]\n")).unwrap();
         assert!(any.routes[1].rules[0].methods.contains("PROPFIND"), "\"*\" covers every method");

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use spinegate_config::IdentityAssertion;
 
 use crate::auth::{AuthMethod, Principal};
-use crate::authz::RoleProfile;
 use crate::material::MaterialError;
+use spinegate_authz::RoleProfile;
 use spinegate_token::jose::b64_encode;
 
 /// Signs assertions and knows the key set to publish.

@@ -54,7 +54,7 @@ pub enum MaterialError {
     },
     /// The role directory cannot be used.
     #[error(transparent)]
-    RoleDirectory(#[from] crate::authz::directory::DirectorySetupError),
+    RoleDirectory(#[from] crate::directory::DirectorySetupError),
     /// A `[guidance]` template cannot be read or parsed.
     #[error("[guidance] {0}")]
     Guidance(#[from] crate::guidance::GuidanceError),

@@ -19,7 +19,6 @@ use spinegate_token::logout::LogoutError;
 use crate::assertion;
 use crate::audit::AuditRecord;
 use crate::auth::{AssuranceLevel, AuthMethod, Principal};
-use crate::authz::{self, RoleData, Roles};
 use crate::canonical::{self, RequestTarget, TargetError};
 use crate::conn::{Conn, InFlight};
 use crate::error::{self, Reason};
@@ -35,6 +34,7 @@ use crate::proxy::headers::{
 };
 use crate::routing::CompiledRoute;
 use crate::runtime::Runtime;
+use spinegate_authz::{self as authz, RoleData, Roles};
 
 /// Response body: streamed from the upstream, or generated here.
 pub type ResponseBody = Either<Incoming, Full<Bytes>>;
@@ -361,7 +361,7 @@ async fn authorize(
     let token_selected = principal.token.as_ref().and_then(|t| t.claims.selected_role.as_deref());
     let chosen = authz::select_role(&roles, urid.transpose()?, token_selected)?;
     ctx.role = chosen.map(|r| r.data.clone());
-    rule.judge(&runtime.policy, principal, chosen, requested_org)?;
+    rule.judge(&runtime.policy, principal.method, principal.assurance, chosen, requested_org)?;
     // Forwarded only once validated: the requested organisation when the rule checked it against
     // the role, else the role's own.
     let organisation = match (chosen, rule.rule.organisation_scope) {
@@ -404,7 +404,7 @@ async fn roles_of(conn: &Conn, runtime: &Runtime, principal: &Principal) -> Resu
         let claims = &token.claims;
         return Ok(token
             .extension
-            .resolve_with(&runtime.policy, || claims.roles.iter().map(RoleData::from_claim).collect()));
+            .resolve_with(&runtime.policy, || claims.roles.iter().map(crate::auth::tokens::role_data).collect()));
     }
     let directory = conn.shared.directory.load_full();
     let entry = directory.lookup(&principal.user_id).await.map_err(|e| {

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use spinegate_config::Config;
 use tokio::sync::{mpsc, watch};
 
-use crate::authz::directory::Directory;
+use crate::directory::Directory;
 use crate::material::MaterialError;
 use crate::metrics as m;
 use crate::runtime::{Runtime, Shared};

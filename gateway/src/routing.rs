@@ -2,8 +2,8 @@
 
 use spinegate_config::{PathParameters, Route};
 
-use crate::authz::{CompiledRule, Policy};
 use crate::canonical::{PathError, RequestTarget};
+use spinegate_authz::{CompiledRule, Policy};
 
 /// A route ready to match.
 #[derive(Clone, Debug)]
@@ -147,7 +147,7 @@ mod tests {
     }
 
     fn policy() -> Policy {
-        Policy::new(&spinegate_config::Authorization::default(), &[] as &[spinegate_config::Rule])
+        Policy::new(&spinegate_config::Authorization::default(), [])
     }
 
     fn table() -> RouteTable {

@@ -55,7 +55,7 @@ pub struct Runtime {
     /// Path of the back-channel logout endpoint.
     pub logout_path: String,
     /// Activity interning, baseline activities and organisation relations.
-    pub policy: Arc<crate::authz::Policy>,
+    pub policy: Arc<spinegate_authz::Policy>,
     /// The identity assertion signer, when configured.
     pub assertion: Option<Arc<crate::assertion::AssertionSigner>>,
     /// What refusal pages and the identity page say (`[guidance]`).
@@ -86,7 +86,7 @@ pub struct Shared {
     /// Bearer token of the admin deny-list endpoint, when configured.
     pub admin_token: Option<Vec<u8>>,
     /// Role profiles of smartcard users (replaced when a reload changes its settings).
-    pub directory: ArcSwap<crate::authz::directory::Directory>,
+    pub directory: ArcSwap<crate::directory::Directory>,
     /// The settings the directory was built from.
     pub directory_config: std::sync::Mutex<spinegate_config::RoleDirectory>,
     /// The start-up-only settings the gateway runs with ([`crate::reload::restart_only`]).
@@ -149,7 +149,10 @@ impl Runtime {
                 listen: listener.listen,
             });
         }
-        let policy = crate::authz::Policy::new(&config.authorization, config.routes.iter().flat_map(|r| &r.rules));
+        let policy = spinegate_authz::Policy::new(
+            &config.authorization,
+            config.routes.iter().flat_map(|r| &r.rules).flat_map(spinegate_authz::Rule::activities),
+        );
         let assertion = config
             .identity_assertion
             .as_ref()
@@ -182,7 +185,7 @@ pub fn check_material(config: &Config) -> Result<Vec<String>, MaterialError> {
     crate::revocation::policies(config)?;
     admin_token(config)?;
     crate::auth::tokens::build(config, &provider)?;
-    crate::authz::directory::Directory::build(&config.role_directory, &provider)?;
+    crate::directory::Directory::build(&config.role_directory, &provider)?;
     let revocation = Revocation::disabled();
     let resumption = config
         .listeners

@@ -91,8 +91,7 @@ impl Gateway {
         }
         let tokens = Arc::new(crate::auth::tokens::build(&config, &provider)?);
         let directory = Arc::new(
-            crate::authz::directory::Directory::build(&config.role_directory, &provider)
-                .map_err(MaterialError::from)?,
+            crate::directory::Directory::build(&config.role_directory, &provider).map_err(MaterialError::from)?,
         );
         let audit = Arc::new(crate::audit::Audit::start(&config.audit).map_err(StartError::Audit)?);
         for warning in spinegate_config::lint(&config) {
@@ -152,7 +151,7 @@ impl Gateway {
         let admin = admin_tcp.local_addr().map_err(|source| StartError::Bind { addr: config.admin.listen, source })?;
         tokio::spawn(crate::admin::serve(admin_tcp, Arc::clone(&shared), config.admin.clone(), stopped.clone()));
         tokio::spawn(Arc::clone(&shared.revocation).run(stopped.clone()));
-        tokio::spawn(crate::authz::directory::keep_current(Arc::clone(&shared), stopped.clone()));
+        tokio::spawn(crate::directory::keep_current(Arc::clone(&shared), stopped.clone()));
         shared.ready.store(true, Ordering::Release);
         tracing::info!(listeners = ?bound, %admin, "spinegate is serving");
         Ok(Self { shared, listeners: bound, admin, stop, connections })

@@ -16,10 +16,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use spinegate::authz::RoleData;
-use spinegate::authz::directory::{DirectoryEntry, DirectoryError};
-use spinegate::authz::ldap::LdapDirectory;
+use spinegate::directory::ldap::LdapDirectory;
+use spinegate::directory::{DirectoryEntry, DirectoryError};
 use spinegate::identity::UserId;
+use spinegate_authz::RoleData;
 use spinegate_config::Ldap;
 use spinegate_config::authz::RawLdapAttributes;
 use spinegate_devpki::{Ca, KeyKind, LeafSpec};

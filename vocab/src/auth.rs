@@ -118,6 +118,16 @@ pub enum AssuranceLevel {
 }
 
 impl AssuranceLevel {
+    /// AAL1, AAL2 or AAL3 by number.
+    pub fn from_number(n: u8) -> Option<Self> {
+        match n {
+            1 => Some(AssuranceLevel::Aal1),
+            2 => Some(AssuranceLevel::Aal2),
+            3 => Some(AssuranceLevel::Aal3),
+            _ => None,
+        }
+    }
+
     /// 1, 2 or 3.
     pub fn number(self) -> u8 {
         match self {

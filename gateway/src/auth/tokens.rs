@@ -14,10 +14,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
+use spinegate_authz::{RoleData, RoleSlot};
 use spinegate_config::Config;
+use spinegate_token::claims::RoleClaim;
 use spinegate_token::{KeyFetch, Observer, TokenVerifier, VerifiedToken};
 
-use crate::authz::RoleSlot;
 use crate::material::{self, MaterialError};
 use crate::metrics as m;
 
@@ -36,6 +37,17 @@ pub fn build(config: &Config, provider: &Arc<CryptoProvider>) -> Result<Tokens, 
     }
     let issuers: Vec<_> = config.token_issuers.iter().map(|i| i.options.clone()).collect();
     Ok(TokenVerifier::new(&config.tokens.options, &issuers, fetchers, Arc::new(TokenMetrics)))
+}
+
+/// A role profile as a token's `nhsid_nrbac_roles[]` entry gives it.
+pub fn role_data(claim: &RoleClaim) -> RoleData {
+    RoleData {
+        id: claim.person_roleid.as_str().into(),
+        org: claim.org_code.to_ascii_uppercase().into(),
+        role_code: claim.role_code.as_str().into(),
+        activity_codes: claim.activity_codes.iter().map(|c| c.as_str().into()).collect(),
+        workgroups: claim.workgroups_codes.iter().map(|c| c.as_str().into()).collect(),
+    }
 }
 
 /// Token outcomes as Prometheus series.

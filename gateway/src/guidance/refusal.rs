@@ -7,8 +7,8 @@ use http::HeaderValue;
 use super::template::Scope;
 use super::text::fill;
 use super::{Format, Guidance, SESSION_HEADER, common_scope, contacts, days, human_date};
-use crate::authz::{RoleData, RoleProfile};
 use crate::error::{Disposition, Reason};
+use spinegate_authz::{RoleData, RoleProfile};
 
 /// Longest reflected request value shown, in characters: enough for any real role profile id or
 /// ODS code, and a page stays small whatever a client sends.

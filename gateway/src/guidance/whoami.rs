@@ -12,7 +12,7 @@ use super::refusal::{Details, role_list};
 use super::template::Scope;
 use super::{Format, Guidance, common_scope, days, human_date, human_time, rfc3339};
 use crate::auth::{AuthMethod, Principal};
-use crate::authz::{RoleData, RoleProfile};
+use spinegate_authz::{RoleData, RoleProfile};
 
 /// What the identity page shows.
 #[derive(Debug)]

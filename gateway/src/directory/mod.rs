@@ -1,6 +1,6 @@
 //! The role directory: user id → role profiles, for smartcard users (token users bring theirs in
 //! the token). Backends: none (nobody holds a role), a TOML or JSON file reloaded when it
-//! changes, and LDAP ([`super::ldap`]).
+//! changes, and LDAP ([`ldap`]).
 //!
 //! The file looks like this (JSON has the same shape):
 //!
@@ -15,6 +15,8 @@
 //! workgroups = []                     # optional
 //! ```
 
+pub mod ldap;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
@@ -25,9 +27,9 @@ use serde::Deserialize;
 use spinegate_config::RoleDirectory;
 use tokio::sync::watch;
 
-use super::{RoleData, RoleSlot};
 use crate::identity::UserId;
 use crate::metrics as m;
+use spinegate_authz::{RoleData, RoleSlot};
 
 /// A user's role profiles as the directory holds them, with their resolved form.
 #[derive(Debug, Default)]
@@ -72,7 +74,7 @@ pub enum Directory {
     /// A file.
     File(Arc<FileDirectory>),
     /// LDAP.
-    Ldap(Arc<super::ldap::LdapDirectory>),
+    Ldap(Arc<ldap::LdapDirectory>),
 }
 
 impl Directory {
@@ -86,7 +88,7 @@ impl Directory {
             RoleDirectory::File { path, poll_interval } => {
                 Directory::File(Arc::new(FileDirectory::load(path, *poll_interval)?))
             }
-            RoleDirectory::Ldap(ldap) => Directory::Ldap(Arc::new(super::ldap::LdapDirectory::new(ldap, provider)?)),
+            RoleDirectory::Ldap(ldap) => Directory::Ldap(Arc::new(ldap::LdapDirectory::new(ldap, provider)?)),
         })
     }
 

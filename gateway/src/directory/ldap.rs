@@ -28,8 +28,9 @@ use rustls::{ClientConfig, RootCertStore};
 use spinegate_config::authz::RawLdapAttributes;
 use tokio::sync::{Semaphore, watch};
 
-use super::directory::{DirectoryEntry, DirectoryError, DirectorySetupError};
-use super::{RoleData, RoleSlot};
+use spinegate_authz::{RoleData, RoleSlot};
+
+use super::{DirectoryEntry, DirectoryError, DirectorySetupError};
 use crate::identity::UserId;
 use crate::metrics as m;
 
