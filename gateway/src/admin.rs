@@ -27,7 +27,7 @@ use crate::runtime::Shared;
 /// anything that can reach it must not be able to hold it: connections are capped (more are
 /// closed at once, so a probe never waits behind a flood), request heads and idle keep-alive
 /// are bounded by `header_read_timeout`, and writes by the client-facing `send_timeout`.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, config: Admin, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, config: Admin, mut stop: watch::Receiver<bool>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections.get()));
     loop {
         let accepted = tokio::select! {
@@ -41,7 +41,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, config: Admin, mu
             continue;
         };
         let shared = Arc::clone(&shared);
-        let send_timeout = shared.runtime.load().limits.send_timeout;
+        let send_timeout = shared.services.runtime.load().limits.send_timeout;
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| answer(Arc::clone(&shared), req));
             let io = TokioIo::new(crate::conn::SendTimeout::new(stream, send_timeout));
@@ -73,11 +73,11 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         }
         "/metrics" => {
             let _ = readiness(&shared);
-            shared.cache.sync();
-            metrics::gauge!(m::CHAIN_CACHE_ENTRIES).set(shared.cache.len() as f64);
-            let now = shared.clock.now().as_secs();
-            crate::revocation::publish_gauges(&shared.revocation, now);
-            for (issuer, age) in shared.tokens.key_ages(now) {
+            shared.services.cache.sync();
+            metrics::gauge!(m::CHAIN_CACHE_ENTRIES).set(shared.services.cache.len() as f64);
+            let now = shared.services.clock.now().as_secs();
+            crate::revocation::publish_gauges(&shared.services.revocation, now);
+            for (issuer, age) in shared.services.tokens.key_ages(now) {
                 // An issuer whose keys were never fetched (no token seen yet) has no age.
                 if let Some(age) = age {
                     metrics::gauge!(m::JWKS_AGE, "issuer" => issuer.to_string()).set(age as f64);
@@ -91,7 +91,7 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             );
             response
         }
-        "/.well-known/jwks.json" => match &shared.runtime.load().assertion {
+        "/.well-known/jwks.json" => match &shared.services.runtime.load().assertion {
             Some(signer) => {
                 let mut response = text(StatusCode::OK, "");
                 *response.body_mut() = Full::new(Bytes::from(signer.jwks().to_owned()));
@@ -128,7 +128,8 @@ async fn deny_list(shared: &Shared, req: Request<Incoming>) -> Response<Full<Byt
     }
     let method = req.method().clone();
     if method == Method::GET {
-        let listing: String = shared.revocation.snapshot().deny_list().entries().map(|e| format!("{e}\n")).collect();
+        let listing: String =
+            shared.services.revocation.snapshot().deny_list().entries().map(|e| format!("{e}\n")).collect();
         let mut response = text(StatusCode::OK, "");
         *response.body_mut() = Full::new(Bytes::from(listing));
         return response;
@@ -161,10 +162,10 @@ async fn deny_list(shared: &Shared, req: Request<Incoming>) -> Response<Full<Byt
     let count = entries.len();
     if method == Method::POST {
         tracing::warn!(entries = ?entries.iter().map(ToString::to_string).collect::<Vec<_>>(), "deny-list entries added by the admin endpoint");
-        shared.revocation.deny_add(entries);
+        shared.services.revocation.deny_add(entries);
     } else {
         tracing::warn!(entries = ?entries.iter().map(ToString::to_string).collect::<Vec<_>>(), "deny-list entries removed by the admin endpoint");
-        shared.revocation.deny_remove(&entries);
+        shared.services.revocation.deny_remove(&entries);
     }
     let mut response = text(StatusCode::OK, "");
     *response.body_mut() = Full::new(Bytes::from(format!(
@@ -178,24 +179,24 @@ async fn deny_list(shared: &Shared, req: Request<Incoming>) -> Response<Full<Byt
 /// draining, at least one current trust anchor, no loaded CRL past its nextUpdate, no token
 /// issuer's keys past their maximum staleness. The last reload's failure, if any, is reported
 /// without making the gateway unready: the previous configuration is still serving.
-pub fn readiness(shared: &Shared) -> (bool, String) {
-    let now = shared.clock.now();
+pub(crate) fn readiness(shared: &Shared) -> (bool, String) {
+    let now = shared.services.clock.now();
     let mut problems = Vec::new();
     if !shared.ready.load(Ordering::Acquire) {
         problems.push("starting or draining".to_owned());
     }
-    let runtime = shared.runtime.load();
+    let runtime = shared.services.runtime.load();
     if !runtime.trust.has_current_anchor(now) {
         problems.push("no trust anchor is inside its validity period".to_owned());
     }
-    for crl in shared.revocation.stats().crls {
+    for crl in shared.services.revocation.stats().crls {
         if let Some(next) = crl.next_update
             && next < now.as_secs()
         {
             problems.push(format!("CRL {} is past its nextUpdate by {} s", crl.source, now.as_secs() - next));
         }
     }
-    for issuer in shared.tokens.stale_issuers(now.as_secs()) {
+    for issuer in shared.services.tokens.stale_issuers(now.as_secs()) {
         problems.push(format!("token issuer {issuer}: signing keys are past their maximum staleness"));
     }
     let ready = problems.is_empty();

@@ -247,7 +247,7 @@ fn handle(message: Message, out: &mut Output, line: &mut Vec<u8>) -> bool {
 /// The NHS number a request's canonical path or query carries: a path segment of ten digits
 /// with a valid modulus-11 check digit (`;` parameters aside), or an `identifier` query value
 /// ending `|<NHS number>`.
-pub fn patient_in(path: &str, query: Option<&str>) -> Option<String> {
+pub(crate) fn patient_in(path: &str, query: Option<&str>) -> Option<String> {
     if let Some(found) = path.split('/').map(|s| s.split(';').next().unwrap_or(s)).find(|s| is_nhs_number(s)) {
         return Some(found.to_owned());
     }
@@ -262,7 +262,7 @@ pub fn patient_in(path: &str, query: Option<&str>) -> Option<String> {
 }
 
 /// Ten digits whose last is the modulus-11 check digit of the first nine.
-pub fn is_nhs_number(s: &str) -> bool {
+pub(crate) fn is_nhs_number(s: &str) -> bool {
     let b = s.as_bytes();
     if b.len() != 10 || !b.iter().all(u8::is_ascii_digit) {
         return false;

@@ -1,6 +1,5 @@
-//! One client connection as the request pipeline and both transports (TCP in [`crate::server`],
-//! QUIC in [`crate::http3`]) see it: who is on it, what it is doing, and the timers that bound
-//! every state it can sit in.
+//! One client connection as the request pipeline and both transports ([`crate::serve`]) see it:
+//! who is on it, what it is doing, and the timers that bound every state it can sit in.
 //!
 //! | state | bound |
 //! |---|---|
@@ -28,7 +27,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::metrics as m;
 use crate::peer::Peer;
-use crate::runtime::Shared;
+use crate::runtime::Services;
 
 /// How long a connection that is closing with nothing in flight may take to say goodbye (flush
 /// GOAWAY, let the client close first) before its socket is dropped.
@@ -37,8 +36,8 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// One client connection, shared by its requests.
 #[derive(Debug)]
 pub struct Conn {
-    /// Gateway-wide state.
-    pub shared: Arc<Shared>,
+    /// What requests read.
+    pub services: Arc<Services>,
     /// Index of the listener it arrived on.
     pub listener: usize,
     /// The client's address.

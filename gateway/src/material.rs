@@ -52,12 +52,6 @@ pub enum MaterialError {
         /// What is wrong.
         reason: String,
     },
-    /// The role directory cannot be used.
-    #[error(transparent)]
-    RoleDirectory(#[from] crate::directory::DirectorySetupError),
-    /// A `[guidance]` template cannot be read or parsed.
-    #[error("[guidance] {0}")]
-    Guidance(#[from] crate::guidance::GuidanceError),
     /// A TLS configuration cannot be made from otherwise valid material.
     #[error("TLS configuration: {0}")]
     Tls(String),

@@ -17,7 +17,7 @@ use spinegate_revocation::{Answer, Revocation, Status};
 
 use crate::identity::{CertIdentity, UserId};
 use crate::metrics as m;
-use crate::trust::{CertFailure, TrustStore};
+use crate::trust::{CertFailure, TrustStore, validity};
 
 /// The chain cache as the gateway uses it.
 pub type Cache = ChainCache<Arc<CertIdentity>>;
@@ -129,13 +129,6 @@ fn identity_when_valid(
         return None;
     };
     trust.verify(end_entity, intermediates, UnixTime::since_unix_epoch(Duration::from_secs(edge))).ok()
-}
-
-/// A certificate's notBefore and notAfter, Unix seconds.
-pub fn validity(der: &CertificateDer<'_>) -> Option<(u64, u64)> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let secs = |t: x509_parser::time::ASN1Time| u64::try_from(t.timestamp()).ok();
-    Some((secs(cert.validity().not_before)?, secs(cert.validity().not_after)?))
 }
 
 /// The revocation answer for a verified certificate: its own and, under

@@ -25,13 +25,12 @@ use spinegate_config::Config;
 use tokio::sync::{mpsc, watch};
 
 use crate::directory::Directory;
-use crate::material::MaterialError;
 use crate::metrics as m;
-use crate::runtime::{Runtime, Shared};
+use crate::runtime::{BuildError, ReloadStatus, Runtime, Shared};
 
 /// What asked for a reload (a metric label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// SIGHUP.
     Signal,
     /// A watched file changed.
@@ -56,21 +55,12 @@ pub enum ReloadError {
     /// The file does not parse or validate.
     #[error(transparent)]
     Config(#[from] spinegate_config::ConfigError),
-    /// A certificate, key or CA file is unusable.
+    /// Something the configuration names is unusable.
     #[error(transparent)]
-    Material(#[from] MaterialError),
+    Build(#[from] BuildError),
     /// Listeners are added, removed, renamed or moved only by a restart.
     #[error("the [[listener]] list differs from the running one; listeners change only on restart")]
     Listeners,
-}
-
-/// The outcome of the last reload attempt, for `/readyz`.
-#[derive(Clone, Debug, Default)]
-pub struct ReloadStatus {
-    /// When the configuration last loaded (start or reload), Unix seconds.
-    pub last_success: u64,
-    /// The last attempt's failure, if it failed: when and why.
-    pub last_failure: Option<(u64, String)>,
 }
 
 fn unix_now() -> u64 {
@@ -142,7 +132,7 @@ pub(crate) fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
 
 /// Builds everything `config` needs, then commits it all at once.
 async fn apply(shared: &Shared, config: &Config) -> Result<(), ReloadError> {
-    let current = shared.runtime.load_full();
+    let current = shared.services.runtime.load_full();
     let running: Vec<(&str, std::net::SocketAddr)> = current.listeners.iter().map(|l| (&*l.name, l.listen)).collect();
     let asked: Vec<(&str, std::net::SocketAddr)> =
         config.listeners.iter().map(|l| (l.name.as_str(), l.listen)).collect();
@@ -150,19 +140,27 @@ async fn apply(shared: &Shared, config: &Config) -> Result<(), ReloadError> {
         return Err(ReloadError::Listeners);
     }
     // Build: nothing below is visible to requests until every step has succeeded.
-    let runtime =
-        Runtime::build(config, &shared.cache, &shared.revocation, &shared.provider, &shared.resumption, &shared.clock)?;
-    let policies = crate::revocation::policies(config)?;
+    let runtime = Runtime::build(
+        config,
+        &shared.services.cache,
+        &shared.services.revocation,
+        &shared.provider,
+        &shared.resumption,
+        &shared.services.clock,
+    )?;
+    let policies = crate::revocation::policies(config).map_err(BuildError::from)?;
     let directory_changed = {
         let current = shared.directory_config.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *current != config.role_directory
     };
     let directory = if directory_changed {
-        Some(Directory::build(&config.role_directory, &shared.provider).map_err(MaterialError::from)?)
+        Some(Directory::build(&config.role_directory, &shared.provider).map_err(BuildError::from)?)
     } else {
         None
     };
-    for warning in runtime.trust.anchor_warnings(shared.clock.now()).into_iter().chain(spinegate_config::lint(config)) {
+    for warning in
+        runtime.trust.anchor_warnings(shared.services.clock.now()).into_iter().chain(spinegate_config::lint(config))
+    {
         tracing::warn!("{warning}");
     }
     let waiting: Vec<&str> = {
@@ -178,21 +176,21 @@ async fn apply(shared: &Shared, config: &Config) -> Result<(), ReloadError> {
     if runtime.trust.digest() == current.trust.digest() {
         runtime.trust.set_epoch(current.trust.epoch());
     } else {
-        runtime.trust.set_epoch(shared.cache.advance_trust_epoch());
+        runtime.trust.set_epoch(shared.services.cache.advance_trust_epoch());
         tracing::info!("trust material changed: verified chains will be checked again");
     }
-    shared.revocation.set_policies(policies);
-    shared.revocation.set_deny_file(config.revocation.deny_list.clone());
+    shared.services.revocation.set_policies(policies);
+    shared.services.revocation.set_deny_file(config.revocation.deny_list.clone());
     if let Some(directory) = directory {
-        shared.directory.store(Arc::new(directory));
+        shared.services.directory.store(Arc::new(directory));
         *shared.directory_config.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             config.role_directory.clone();
         tracing::info!("role directory settings changed: the new directory is in use");
     }
-    shared.runtime.store(Arc::new(runtime));
-    crate::http3::refresh(shared);
+    shared.services.runtime.store(Arc::new(runtime));
+    crate::serve::quic::refresh(shared);
     // New CRL files are read now rather than at the next poll.
-    shared.revocation.load_files().await;
+    shared.services.revocation.load_files().await;
     Ok(())
 }
 
@@ -200,7 +198,7 @@ async fn apply(shared: &Shared, config: &Config) -> Result<(), ReloadError> {
 /// watches (CRL files, the deny list and the role-directory file are polled by their owners),
 /// the guidance template directories (any file in them), and the directories to watch for them.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Watched {
+pub(crate) struct Watched {
     /// Files whose change reloads (absolute).
     pub files: BTreeSet<PathBuf>,
     /// Directories any of whose files' change reloads (absolute).
@@ -214,7 +212,7 @@ impl Watched {
     /// mounted ConfigMap or Secret by swapping its `..data` symlink, so any `..`-prefixed name
     /// in a watched directory counts too. Anything else — a log or audit file written beside the
     /// configuration, an editor's swap file — does not.
-    pub fn concerns(&self, path: &Path) -> bool {
+    pub(crate) fn concerns(&self, path: &Path) -> bool {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
         self.files.contains(&path)
@@ -224,7 +222,7 @@ impl Watched {
 }
 
 /// What the configuration at `path` (as `config` reads) depends on; see [`Watched`].
-pub fn watched(path: &Path, config: Option<&Config>) -> Watched {
+pub(crate) fn watched(path: &Path, config: Option<&Config>) -> Watched {
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let mut files: Vec<&Path> = vec![path];
     let mut file_dirs = BTreeSet::new();

@@ -18,7 +18,7 @@ use crate::metrics as m;
 
 /// Every CA's policy: `[client_auth.revocation]` for the default, and each
 /// `[[client_auth.issuer]]` with its certificate.
-pub fn policies(config: &Config) -> Result<Policies, MaterialError> {
+pub(crate) fn policies(config: &Config) -> Result<Policies, MaterialError> {
     let mut issuers = HashMap::new();
     for issuer in &config.client_auth.issuers {
         let der = material::certificates(&issuer.certificate)?.remove(0);
@@ -30,7 +30,7 @@ pub fn policies(config: &Config) -> Result<Policies, MaterialError> {
 }
 
 /// The revocation state for `config`, fetching over HTTP, on the gateway's clock.
-pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Revocation>, MaterialError> {
+pub(crate) fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Revocation>, MaterialError> {
     let revocation = Revocation::new(
         config.revocation.options.clone(),
         policies(config)?,
@@ -44,7 +44,7 @@ pub fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Revocation>, 
 
 /// Publishes revocation events as Prometheus metrics.
 #[derive(Debug)]
-pub struct MetricsObserver;
+pub(crate) struct MetricsObserver;
 
 impl Observer for MetricsObserver {
     fn fetched(&self, source: Source, outcome: &'static str, elapsed: Duration) {
@@ -68,7 +68,7 @@ impl Observer for MetricsObserver {
 }
 
 /// Sets the revocation gauges (called when `/metrics` is scraped).
-pub fn publish_gauges(revocation: &Revocation, now: u64) {
+pub(crate) fn publish_gauges(revocation: &Revocation, now: u64) {
     let stats = revocation.stats();
     metrics::gauge!(m::REVOCATION_OCSP_CACHE_ENTRIES).set(stats.ocsp_entries as f64);
     metrics::gauge!(m::DENY_LIST_ENTRIES).set(stats.deny_entries as f64);

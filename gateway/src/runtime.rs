@@ -1,8 +1,14 @@
-//! The state requests read: [`Shared`] (lives as long as the gateway) and [`Runtime`] (built from
-//! one configuration, published through `ArcSwap`, replaced whole on reload).
+//! The gateway's state, in three parts:
+//!
+//! - [`Runtime`]: everything derived from one configuration (trust, routes, policy, upstreams,
+//!   listeners' TLS), published through `ArcSwap` and replaced whole on reload;
+//! - [`Services`]: what requests read for as long as the gateway runs — the current runtime,
+//!   the chain cache, revocation, tokens, the role directory, the audit log, the clock;
+//! - [`Shared`]: the control plane around them — what start-up, reloads, readiness and the admin
+//!   listener keep. Connections hold only the [`Services`].
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -12,23 +18,34 @@ use rustls::crypto::CryptoProvider;
 use spinegate_config::{ClientCertificatePolicy, Config, Limits};
 use spinegate_revocation::Revocation;
 
+use crate::audit::Audit;
+use crate::auth::tokens::Tokens;
 use crate::clock::Clock;
+use crate::directory::{Directory, DirectorySetupError};
+use crate::guidance::{Guidance, GuidanceError};
 use crate::material::MaterialError;
 use crate::peer::Cache;
 use crate::proxy::Cluster;
+use crate::proxy::body::BodyLimits;
+use crate::proxy::headers::HeaderFilter;
 use crate::routing::RouteTable;
-use crate::tls::{self, ResumptionState, verifier::ClientVerifier};
+use crate::tls::{self, QuicConfig, ResumptionState, verifier::ClientVerifier};
 use crate::trust::TrustStore;
 
-/// What a listener's connections need to know about it.
+/// One listener as a configuration makes it: what its connections need to know, and the TLS
+/// (and QUIC) configuration new handshakes use.
 #[derive(Debug)]
-pub struct ListenerInfo {
+pub struct ListenerRuntime {
     /// Its name.
     pub name: Arc<str>,
     /// Whether it requires a client certificate.
     pub client_certificate: ClientCertificatePolicy,
     /// The address it was configured with.
     pub listen: std::net::SocketAddr,
+    /// The TLS configuration new handshakes use.
+    pub tls: Arc<ServerConfig>,
+    /// The QUIC configuration new HTTP/3 handshakes use (HTTP/3 listeners only).
+    pub quic: Option<QuicConfig>,
 }
 
 /// Everything derived from one configuration.
@@ -39,7 +56,7 @@ pub struct Runtime {
     /// Routes.
     pub routes: RouteTable,
     /// The header names clients may not send upstream.
-    pub header_filter: Arc<crate::proxy::headers::HeaderFilter>,
+    pub header_filter: Arc<HeaderFilter>,
     /// Upstream clusters, by the index routes carry.
     pub clusters: Vec<Arc<Cluster>>,
     /// Request limits.
@@ -47,11 +64,7 @@ pub struct Runtime {
     /// The expiry warning window.
     pub expiry_warning: Duration,
     /// Per listener, in configuration order.
-    pub listeners: Vec<ListenerInfo>,
-    /// Per listener, the TLS configuration new handshakes use.
-    pub tls: Vec<Arc<ServerConfig>>,
-    /// Per listener, the QUIC configuration new HTTP/3 handshakes use (HTTP/3 listeners only).
-    pub quic: Vec<Option<tls::QuicConfig>>,
+    pub listeners: Vec<ListenerRuntime>,
     /// Path of the back-channel logout endpoint.
     pub logout_path: String,
     /// Activity interning, baseline activities and organisation relations.
@@ -59,12 +72,26 @@ pub struct Runtime {
     /// The identity assertion signer, when configured.
     pub assertion: Option<Arc<crate::assertion::AssertionSigner>>,
     /// What refusal pages and the identity page say (`[guidance]`).
-    pub guidance: Arc<crate::guidance::Guidance>,
+    pub guidance: Arc<Guidance>,
 }
 
-/// Gateway-wide services that outlive configuration reloads.
+/// Why a runtime, or the gateway's services, could not be built from a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A certificate, key or CA file is unusable.
+    #[error(transparent)]
+    Material(#[from] MaterialError),
+    /// The role directory cannot be used.
+    #[error(transparent)]
+    RoleDirectory(#[from] DirectorySetupError),
+    /// A `[guidance]` template cannot be read or parsed.
+    #[error("[guidance] {0}")]
+    Guidance(#[from] GuidanceError),
+}
+
+/// What requests read, for as long as the gateway runs.
 #[derive(Debug)]
-pub struct Shared {
+pub struct Services {
     /// The current runtime.
     pub runtime: ArcSwap<Runtime>,
     /// Verified chains.
@@ -72,9 +99,21 @@ pub struct Shared {
     /// Revocation snapshots.
     pub revocation: Arc<Revocation>,
     /// Bearer-token verification.
-    pub tokens: Arc<crate::auth::tokens::Tokens>,
+    pub tokens: Arc<Tokens>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
+    /// Role profiles of smartcard users (replaced when a reload changes its settings).
+    pub directory: ArcSwap<Directory>,
+    /// The audit log.
+    pub audit: Arc<Audit>,
+}
+
+/// The control plane: the services, and what start-up, reloads, readiness and the admin
+/// listener keep beside them.
+#[derive(Debug)]
+pub struct Shared {
+    /// What requests read.
+    pub services: Arc<Services>,
     /// The TLS crypto provider.
     pub provider: Arc<CryptoProvider>,
     /// Per listener, ticket keys and session cache.
@@ -85,24 +124,40 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// Bearer token of the admin deny-list endpoint, when configured.
     pub admin_token: Option<Vec<u8>>,
-    /// Role profiles of smartcard users (replaced when a reload changes its settings).
-    pub directory: ArcSwap<crate::directory::Directory>,
-    /// The settings the directory was built from.
-    pub directory_config: std::sync::Mutex<spinegate_config::RoleDirectory>,
-    /// The start-up-only settings the gateway runs with ([`crate::reload::restart_only`]).
-    pub restart_only: std::sync::Mutex<Vec<(&'static str, String)>>,
+    /// The settings the role directory was built from.
+    pub directory_config: Mutex<spinegate_config::RoleDirectory>,
+    /// The start-up-only settings the gateway runs with (`reload::restart_only`).
+    pub restart_only: Mutex<Vec<(&'static str, String)>>,
     /// How the last reload went.
-    pub reload_status: std::sync::Mutex<crate::reload::ReloadStatus>,
-    /// The audit log.
-    pub audit: Arc<crate::audit::Audit>,
+    pub reload_status: Mutex<ReloadStatus>,
     /// HTTP/3 endpoints, which a reload hands the new TLS configuration.
-    pub h3: std::sync::Mutex<Vec<crate::http3::H3Endpoint>>,
+    pub quic: Mutex<Vec<QuicEndpoint>>,
+}
+
+/// The outcome of the last reload attempt, for `/readyz`.
+#[derive(Clone, Debug, Default)]
+pub struct ReloadStatus {
+    /// When the configuration last loaded (start or reload), Unix seconds.
+    pub last_success: u64,
+    /// The last attempt's failure, if it failed: when and why.
+    pub last_failure: Option<(u64, String)>,
+}
+
+/// A QUIC endpoint serving listener `index`, kept so a reload can hand it new TLS configuration.
+#[derive(Debug)]
+pub struct QuicEndpoint {
+    /// The listener.
+    pub index: usize,
+    /// The endpoint.
+    pub endpoint: quinn::Endpoint,
+    /// Its transport settings (start-up only), reused with each new TLS configuration.
+    pub transport: Arc<quinn::TransportConfig>,
 }
 
 impl Runtime {
     /// What a request body is held to.
-    pub fn body_limits(&self) -> crate::proxy::body::BodyLimits {
-        crate::proxy::body::BodyLimits {
+    pub fn body_limits(&self) -> BodyLimits {
+        BodyLimits {
             max_bytes: self.limits.max_request_body_bytes,
             read_timeout: self.limits.body_read_timeout,
             min_rate: self.limits.min_body_rate,
@@ -117,7 +172,7 @@ impl Runtime {
         provider: &Arc<CryptoProvider>,
         resumption: &[ResumptionState],
         clock: &Arc<dyn Clock>,
-    ) -> Result<Self, MaterialError> {
+    ) -> Result<Self, BuildError> {
         let trust = Arc::new(TrustStore::load(&config.client_auth, provider.signature_verification_algorithms.all)?);
         let clusters = config
             .upstreams
@@ -125,8 +180,6 @@ impl Runtime {
             .map(|u| Cluster::build(u, provider).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let mut listeners = Vec::with_capacity(config.listeners.len());
-        let mut tls_configs = Vec::with_capacity(config.listeners.len());
-        let mut quic_configs = Vec::with_capacity(config.listeners.len());
         for (listener, resumption) in config.listeners.iter().zip(resumption) {
             let name: Arc<str> = listener.name.as_str().into();
             let verifier = Arc::new(
@@ -140,13 +193,14 @@ impl Runtime {
                 )
                 .certificate_problems(listener.certificate_problems),
             );
-            let tcp = tls::server_config(listener, verifier, resumption, provider, Arc::clone(clock))?;
-            quic_configs.push(listener.http3.as_ref().map(|_| tls::quic_config(&tcp)).transpose()?);
-            tls_configs.push(tcp);
-            listeners.push(ListenerInfo {
+            let tls = tls::server_config(listener, verifier, resumption, provider, Arc::clone(clock))?;
+            let quic = listener.http3.as_ref().map(|_| tls::quic_config(&tls)).transpose()?;
+            listeners.push(ListenerRuntime {
                 name,
                 client_certificate: listener.client_certificate,
                 listen: listener.listen,
+                tls,
+                quic,
             });
         }
         let policy = spinegate_authz::Policy::new(
@@ -161,31 +215,29 @@ impl Runtime {
         Ok(Self {
             trust,
             routes: RouteTable::new(&config.routes, &policy),
-            header_filter: Arc::new(crate::proxy::headers::HeaderFilter::new(&config.request_headers.remove)),
+            header_filter: Arc::new(HeaderFilter::new(&config.request_headers.remove)),
             policy: Arc::new(policy),
             assertion,
             clusters,
             limits: config.limits.clone(),
             expiry_warning: config.client_auth.expiry_warning,
             listeners,
-            tls: tls_configs,
-            quic: quic_configs,
             logout_path: config.tokens.backchannel_logout_path.clone(),
-            guidance: Arc::new(crate::guidance::Guidance::build(&config.guidance)?),
+            guidance: Arc::new(Guidance::build(&config.guidance)?),
         })
     }
 }
 
 /// Loads and checks every file `config` names, as [`Runtime::build`] would, without binding.
 /// Returns warnings about material that loads but deserves attention.
-pub fn check_material(config: &Config) -> Result<Vec<String>, MaterialError> {
+pub fn check_material(config: &Config) -> Result<Vec<String>, BuildError> {
     let provider = tls::provider();
     let cache = Arc::new(Cache::new(config.chain_cache));
     // Policies name issuer certificates: load them as the gateway would.
     crate::revocation::policies(config)?;
     admin_token(config)?;
     crate::auth::tokens::build(config, &provider)?;
-    crate::directory::Directory::build(&config.role_directory, &provider)?;
+    Directory::build(&config.role_directory, &provider)?;
     let revocation = Revocation::disabled();
     let resumption = config
         .listeners

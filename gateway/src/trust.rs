@@ -516,7 +516,7 @@ impl TrustStore {
         };
         // The path is only as valid as its shortest-lived CA: an intermediate that ends before
         // the card must end the connection's use of it too.
-        let cas_not_after = path_cas.iter().filter_map(crate::peer::validity).map(|(_, not_after)| not_after).min();
+        let cas_not_after = path_cas.iter().filter_map(validity).map(|(_, not_after)| not_after).min();
         Ok(ValidPath { leaf_issuer: Arc::clone(&issuers[0]), ca_subjects, cas_not_after })
     }
 
@@ -585,6 +585,13 @@ struct ValidPath {
     ca_subjects: Vec<Arc<Subject>>,
     /// The earliest notAfter of the path's intermediate CAs.
     cas_not_after: Option<u64>,
+}
+
+/// A certificate's notBefore and notAfter, Unix seconds.
+pub fn validity(der: &CertificateDer<'_>) -> Option<(u64, u64)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let secs = |t: x509_parser::time::ASN1Time| u64::try_from(t.timestamp()).ok();
+    Some((secs(cert.validity().not_before)?, secs(cert.validity().not_after)?))
 }
 
 /// SHA-256 of a SubjectPublicKeyInfo: how issuers are told apart.

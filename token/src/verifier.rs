@@ -69,6 +69,13 @@ impl TokenError {
     }
 }
 
+/// The refusal a token error is: `token_expired`, or `invalid_token` for anything else.
+impl From<&TokenError> for spinegate_vocab::Reason {
+    fn from(e: &TokenError) -> Self {
+        if e.is_expiry() { spinegate_vocab::Reason::TokenExpired } else { spinegate_vocab::Reason::InvalidToken }
+    }
+}
+
 /// One configured issuer.
 #[derive(Debug)]
 struct Issuer {

@@ -1,13 +1,13 @@
 //! Who is asking: the [`Principal`] a request acts as, once authenticated by a smartcard
 //! certificate or a bearer token ([`token`]).
 
-pub mod tokens;
+pub(crate) mod tokens;
 
 use std::sync::Arc;
 
 use crate::identity::{CertIdentity, UserId};
 
-pub use spinegate_vocab::{AssuranceLevel, AuthMethod, Authenticator};
+pub(crate) use spinegate_vocab::{AssuranceLevel, AuthMethod, Authenticator};
 
 /// The authenticated user a request acts as.
 #[derive(Clone, Debug)]

@@ -24,13 +24,13 @@ use crate::metrics as m;
 
 /// The verifier as the gateway runs it: each verified token carries its role profiles, resolved
 /// once per policy generation.
-pub type Tokens = TokenVerifier<RoleSlot>;
+pub(crate) type Tokens = TokenVerifier<RoleSlot>;
 /// A token the gateway verified.
-pub type Verified = VerifiedToken<RoleSlot>;
+pub(crate) type Verified = VerifiedToken<RoleSlot>;
 
 /// The verifier for the configuration's `[tokens]` and `[[token_issuer]]`, fetching keys over
 /// HTTPS with each issuer's CAs.
-pub fn build(config: &Config, provider: &Arc<CryptoProvider>) -> Result<Tokens, MaterialError> {
+pub(crate) fn build(config: &Config, provider: &Arc<CryptoProvider>) -> Result<Tokens, MaterialError> {
     let mut fetchers = Vec::with_capacity(config.token_issuers.len());
     for issuer in &config.token_issuers {
         fetchers.push(Arc::new(HttpsKeyFetch::new(&issuer.jwks_ca, provider)?) as Arc<dyn KeyFetch>);
@@ -40,7 +40,7 @@ pub fn build(config: &Config, provider: &Arc<CryptoProvider>) -> Result<Tokens, 
 }
 
 /// A role profile as a token's `nhsid_nrbac_roles[]` entry gives it.
-pub fn role_data(claim: &RoleClaim) -> RoleData {
+pub(crate) fn role_data(claim: &RoleClaim) -> RoleData {
     RoleData {
         id: claim.person_roleid.as_str().into(),
         org: claim.org_code.to_ascii_uppercase().into(),
@@ -52,7 +52,7 @@ pub fn role_data(claim: &RoleClaim) -> RoleData {
 
 /// Token outcomes as Prometheus series.
 #[derive(Debug)]
-pub struct TokenMetrics;
+pub(crate) struct TokenMetrics;
 
 impl Observer for TokenMetrics {
     fn verified(&self, issuer: Option<&str>, result: &'static str) {
@@ -72,7 +72,7 @@ impl Observer for TokenMetrics {
 
 /// HTTPS (and loopback HTTP) fetching with the issuer's CAs.
 #[derive(Debug, Clone)]
-pub struct HttpsKeyFetch {
+pub(crate) struct HttpsKeyFetch {
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
 }
 
@@ -83,7 +83,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl HttpsKeyFetch {
     /// A client trusting the CAs in `ca_files` for https URLs.
-    pub fn new(ca_files: &[std::path::PathBuf], provider: &Arc<CryptoProvider>) -> Result<Self, MaterialError> {
+    pub(crate) fn new(ca_files: &[std::path::PathBuf], provider: &Arc<CryptoProvider>) -> Result<Self, MaterialError> {
         let mut roots = RootCertStore::empty();
         for path in ca_files {
             for cert in material::certificates(path)? {

@@ -3,12 +3,12 @@
 //! browser says the request came from ([`origin`]). Nothing later in the pipeline reads the raw
 //! target.
 
-pub mod authority;
-pub mod origin;
-pub mod path;
+pub(crate) mod authority;
+pub(crate) mod origin;
+pub(crate) mod path;
 
-pub use authority::{AuthorityError, CanonicalAuthority};
-pub use path::{CanonicalPath, PathError};
+pub(crate) use authority::{AuthorityError, CanonicalAuthority};
+pub(crate) use path::{CanonicalPath, PathError};
 
 /// A request's target, canonical: what routing, rules, the audit record and the upstream see.
 #[derive(Clone, Debug)]

@@ -102,11 +102,11 @@ impl Directory {
     }
 }
 
-/// Keeps the gateway's current role directory current until `stopped`: polls a file directory for
-/// changes (whichever directory a reload has put in place).
-pub async fn keep_current(shared: Arc<crate::runtime::Shared>, mut stopped: watch::Receiver<bool>) {
+/// Keeps the gateway's role directory current until `stopped`: polls a file directory for
+/// changes. `current` gives whichever directory a reload has put in place.
+pub async fn keep_current(current: impl Fn() -> Arc<Directory>, mut stopped: watch::Receiver<bool>) {
     loop {
-        let poll = match &**shared.directory.load() {
+        let poll = match &*current() {
             Directory::File(file) => {
                 let file = Arc::clone(file);
                 let poll = file.poll;

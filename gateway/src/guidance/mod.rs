@@ -4,17 +4,19 @@
 //! - [`negotiate`]: `Accept` → [`Format`] (HTML page, FHIR `OperationOutcome`, problem+json).
 //! - [`text`]: the built-in wording per refusal reason; `[guidance]` replaces parts of it.
 //! - [`template`]: the escaping template language of the HTML pages.
-//! - `refusal`: a refusal body in each format; `whoami`: the identity page.
+//! - `refusal`: a refusal body in each format; [`respond`]: a refusal as a whole response;
+//!   `whoami`: the identity page.
 //!
 //! A [`Guidance`] is built from `[guidance]` with each configuration (templates read and parsed,
 //! wording resolved), so a request only fills in values. Everything inserted into a page is
 //! HTML-escaped, everything in a JSON body is JSON-escaped, and no page carries internal detail:
 //! upstream addresses and error chains stay in the log.
 
-pub mod negotiate;
+pub(crate) mod negotiate;
 mod refusal;
-pub mod template;
-pub mod text;
+pub(crate) mod respond;
+pub(crate) mod template;
+pub(crate) mod text;
 mod whoami;
 
 use std::collections::HashMap;
@@ -22,21 +24,21 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use spinegate_config::ContactKind;
+use spinegate_vocab::Reason;
 
-pub use negotiate::{Format, accept_of, negotiate};
-pub use refusal::{Details, REASON_SYSTEM, Refusal};
-pub use whoami::WhoAmI;
+pub(crate) use negotiate::{Format, accept_of, negotiate};
+pub(crate) use refusal::{Details, Refusal};
+pub(crate) use whoami::WhoAmI;
 
-use crate::error::Reason;
 use template::{Template, TemplateError};
 
 /// The built-in refusal page layout.
-pub const PAGE_TEMPLATE: &str = include_str!("templates/page.html");
+pub(crate) const PAGE_TEMPLATE: &str = include_str!("templates/page.html");
 /// The built-in identity page layout.
-pub const WHOAMI_TEMPLATE: &str = include_str!("templates/whoami.html");
+pub(crate) const WHOAMI_TEMPLATE: &str = include_str!("templates/whoami.html");
 
 /// The request header that names the role profile a request acts in.
-pub const SESSION_HEADER: &str = "NHSD-Session-URID";
+pub(crate) const SESSION_HEADER: &str = "NHSD-Session-URID";
 
 /// Why `[guidance]` cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +167,7 @@ fn wording(config: &spinegate_config::Guidance, reason: Reason) -> Wording {
 }
 
 /// A date as people write it: `3 March 2026` (UTC).
-pub fn human_date(unix: u64) -> String {
+pub(crate) fn human_date(unix: u64) -> String {
     let secs = i64::try_from(unix).unwrap_or(i64::MAX);
     match time::OffsetDateTime::from_unix_timestamp(secs) {
         Ok(t) => format!("{} {} {}", t.day(), t.month(), t.year()),
@@ -174,7 +176,7 @@ pub fn human_date(unix: u64) -> String {
 }
 
 /// A time as people write it: `14:05 (UTC) on 3 March 2026`.
-pub fn human_time(unix: u64) -> String {
+pub(crate) fn human_time(unix: u64) -> String {
     let secs = i64::try_from(unix).unwrap_or(i64::MAX);
     match time::OffsetDateTime::from_unix_timestamp(secs) {
         Ok(t) => format!("{:02}:{:02} (UTC) on {}", t.hour(), t.minute(), human_date(unix)),
@@ -183,7 +185,7 @@ pub fn human_time(unix: u64) -> String {
 }
 
 /// Whole days in `secs`, as people say it: `29 days`, `1 day`, `less than a day`.
-pub fn days(secs: u64) -> String {
+pub(crate) fn days(secs: u64) -> String {
     match secs / 86_400 {
         0 => "less than a day".to_owned(),
         1 => "1 day".to_owned(),

@@ -7,15 +7,15 @@ use http::HeaderValue;
 use super::template::Scope;
 use super::text::fill;
 use super::{Format, Guidance, SESSION_HEADER, common_scope, contacts, days, human_date};
-use crate::error::{Disposition, Reason};
 use spinegate_authz::{RoleData, RoleProfile};
+use spinegate_vocab::{Disposition, Reason};
 
 /// Longest reflected request value shown, in characters: enough for any real role profile id or
 /// ODS code, and a page stays small whatever a client sends.
 const MAX_REFLECTED: usize = 64;
 
 /// The FHIR code system of spinegate's reason codes.
-pub const REASON_SYSTEM: &str = "urn:spinegate:refusal-reason";
+pub(super) const REASON_SYSTEM: &str = "urn:spinegate:refusal-reason";
 
 /// What a refusal may tell about the request, beyond its reason. Every field is optional: a
 /// paragraph that needs a missing value is left out.

@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 
 /// Every name a template may use.
-pub const VOCABULARY: &[&str] = &[
+pub(crate) const VOCABULARY: &[&str] = &[
     // Both pages.
     "lang",
     "title",
@@ -62,13 +62,13 @@ pub const VOCABULARY: &[&str] = &[
 ];
 
 /// Largest template accepted, bytes.
-pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
 /// Deepest nesting of sections.
 const MAX_DEPTH: usize = 8;
 
 /// A parsed template.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Template {
+pub(crate) struct Template {
     nodes: Vec<Node>,
 }
 
@@ -91,7 +91,7 @@ pub struct TemplateError {
 
 /// A value to insert.
 #[derive(Clone, Debug)]
-pub enum Value {
+pub(crate) enum Value {
     /// Text (escaped when inserted; a section over it renders when it is not empty).
     Text(String),
     /// A flag for sections.
@@ -104,22 +104,22 @@ pub enum Value {
 
 /// Names and their values, in one level of lookup.
 #[derive(Clone, Debug, Default)]
-pub struct Scope(Vec<(&'static str, Value)>);
+pub(crate) struct Scope(Vec<(&'static str, Value)>);
 
 impl Scope {
     /// An empty scope.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds text.
-    pub fn text(&mut self, name: &'static str, value: impl Into<String>) -> &mut Self {
+    pub(crate) fn text(&mut self, name: &'static str, value: impl Into<String>) -> &mut Self {
         self.0.push((name, Value::Text(value.into())));
         self
     }
 
     /// Adds text when there is some.
-    pub fn opt(&mut self, name: &'static str, value: Option<impl Into<String>>) -> &mut Self {
+    pub(crate) fn opt(&mut self, name: &'static str, value: Option<impl Into<String>>) -> &mut Self {
         if let Some(v) = value {
             self.text(name, v);
         }
@@ -127,19 +127,19 @@ impl Scope {
     }
 
     /// Adds a flag.
-    pub fn flag(&mut self, name: &'static str, value: bool) -> &mut Self {
+    pub(crate) fn flag(&mut self, name: &'static str, value: bool) -> &mut Self {
         self.0.push((name, Value::Bool(value)));
         self
     }
 
     /// Adds a list.
-    pub fn list(&mut self, name: &'static str, items: Vec<Scope>) -> &mut Self {
+    pub(crate) fn list(&mut self, name: &'static str, items: Vec<Scope>) -> &mut Self {
         self.0.push((name, Value::List(items)));
         self
     }
 
     /// Adds a record.
-    pub fn record(&mut self, name: &'static str, record: Scope) -> &mut Self {
+    pub(crate) fn record(&mut self, name: &'static str, record: Scope) -> &mut Self {
         self.0.push((name, Value::Record(record)));
         self
     }
@@ -151,7 +151,7 @@ impl Scope {
 
 impl Template {
     /// Parses `source`, checking every name against [`VOCABULARY`].
-    pub fn parse(source: &str) -> Result<Self, TemplateError> {
+    pub(crate) fn parse(source: &str) -> Result<Self, TemplateError> {
         if source.len() > MAX_TEMPLATE_BYTES {
             return Err(TemplateError { line: 1, message: format!("larger than {MAX_TEMPLATE_BYTES} bytes") });
         }
@@ -207,7 +207,7 @@ impl Template {
     }
 
     /// Renders with `root` as the outermost scope.
-    pub fn render(&self, root: &Scope) -> String {
+    pub(crate) fn render(&self, root: &Scope) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let mut scopes = vec![root];
         render(&self.nodes, &mut scopes, &mut out);
@@ -263,7 +263,7 @@ fn render<'s>(nodes: &'s [Node], scopes: &mut Vec<&'s Scope>, out: &mut String) 
 }
 
 /// Appends `text` with `& < > " '` escaped: safe in element content and in quoted attributes.
-pub fn escape_into(text: &str, out: &mut String) {
+pub(crate) fn escape_into(text: &str, out: &mut String) {
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -280,8 +280,9 @@ pub fn escape_into(text: &str, out: &mut String) {
     }
 }
 
-/// `text` HTML-escaped.
-pub fn escape(text: &str) -> String {
+/// `text` HTML-escaped (for tests that compare rendered pages with text).
+#[cfg(test)]
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     escape_into(text, &mut out);
     out

@@ -10,11 +10,11 @@
 
 use spinegate_config::ContactKind::{self, Hr, RegistrationAuthority as Ra, ServiceDesk as Desk};
 
-use crate::error::Reason;
+use spinegate_vocab::Reason;
 
 /// One reason's built-in wording.
 #[derive(Clone, Copy, Debug)]
-pub struct Wording {
+pub(crate) struct Wording {
     /// Heading and page title.
     pub title: &'static str,
     /// Paragraphs: what happened.
@@ -38,7 +38,7 @@ const TRY_AGAIN_SOON: &[&str] =
     &["Try again in a few minutes.", "If it keeps happening, contact {service_desk} and quote the reference below."];
 
 /// The built-in wording for `reason`. Exhaustive: a new reason has no page until it has words.
-pub fn builtin(reason: Reason) -> Wording {
+pub(crate) fn builtin(reason: Reason) -> Wording {
     match reason {
         Reason::ClientCertificateRequired => w(
             "Insert your smartcard to continue",
@@ -305,7 +305,7 @@ pub fn builtin(reason: Reason) -> Wording {
 }
 
 /// What each contact helps with, for the "who can help" list.
-pub fn helps_with(kind: ContactKind) -> &'static str {
+pub(crate) fn helps_with(kind: ContactKind) -> &'static str {
     match kind {
         ContactKind::RegistrationAuthority => "Smartcards, certificates and role profiles",
         ContactKind::Hr => "Starting, leaving, and lost or stolen smartcards",
@@ -316,7 +316,7 @@ pub fn helps_with(kind: ContactKind) -> &'static str {
 /// `text` with its `{placeholders}` replaced by `value(name)`; `None` when one has no value (the
 /// paragraph is then left out). `{{` and `}}` are literal braces. Text that does not parse (never
 /// the case for validated configuration) is returned as written.
-pub fn fill<'v>(text: &str, value: impl Fn(&str) -> Option<&'v str>) -> Option<String> {
+pub(crate) fn fill<'v>(text: &str, value: impl Fn(&str) -> Option<&'v str>) -> Option<String> {
     let mut out = String::with_capacity(text.len() + 32);
     let mut rest = text;
     while let Some(i) = rest.find(['{', '}']) {

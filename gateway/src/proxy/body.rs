@@ -47,7 +47,7 @@ pub enum BodyError {
 }
 
 /// A request body under [`BodyLimits`].
-pub struct GuardedBody<B = crate::pipeline::RequestBody> {
+pub struct GuardedBody<B> {
     inner: B,
     limits: BodyLimits,
     filter: Arc<HeaderFilter>,
@@ -143,7 +143,7 @@ where
 }
 
 /// The body error in an error chain, if one cut the exchange off.
-pub fn body_error_in<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e BodyError> {
+pub(crate) fn body_error_in<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e BodyError> {
     let mut cause = Some(e);
     while let Some(err) = cause {
         if let Some(found) = err.downcast_ref::<BodyError>() {

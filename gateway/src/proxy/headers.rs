@@ -9,27 +9,27 @@ use crate::auth::Principal;
 use spinegate_authz::RoleProfile;
 
 /// `X-Request-ID`.
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// `X-Correlation-ID`, passed through when well-formed.
-pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+pub(crate) const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 /// `NHSD-Identity-UUID`: the verified user id.
-pub const NHSD_IDENTITY_UUID: HeaderName = HeaderName::from_static("nhsd-identity-uuid");
+pub(crate) const NHSD_IDENTITY_UUID: HeaderName = HeaderName::from_static("nhsd-identity-uuid");
 /// `NHSD-Identity-IdP`: the token issuer, when a token was used.
-pub const NHSD_IDENTITY_IDP: HeaderName = HeaderName::from_static("nhsd-identity-idp");
+pub(crate) const NHSD_IDENTITY_IDP: HeaderName = HeaderName::from_static("nhsd-identity-idp");
 /// `X-Spinegate-Auth-Method`.
-pub const X_SPINEGATE_AUTH_METHOD: HeaderName = HeaderName::from_static("x-spinegate-auth-method");
+pub(crate) const X_SPINEGATE_AUTH_METHOD: HeaderName = HeaderName::from_static("x-spinegate-auth-method");
 /// `NHSD-Session-URID`: the selected role profile, once validated.
-pub const NHSD_SESSION_URID: HeaderName = HeaderName::from_static("nhsd-session-urid");
+pub(crate) const NHSD_SESSION_URID: HeaderName = HeaderName::from_static("nhsd-session-urid");
 /// `NHSD-End-User-Organisation-ODS`: the organisation acted for, once validated.
-pub const NHSD_END_USER_ORGANISATION_ODS: HeaderName = HeaderName::from_static("nhsd-end-user-organisation-ods");
+pub(crate) const NHSD_END_USER_ORGANISATION_ODS: HeaderName = HeaderName::from_static("nhsd-end-user-organisation-ods");
 /// `X-Spinegate-Role-Code`: the selected role's role code.
-pub const X_SPINEGATE_ROLE_CODE: HeaderName = HeaderName::from_static("x-spinegate-role-code");
+pub(crate) const X_SPINEGATE_ROLE_CODE: HeaderName = HeaderName::from_static("x-spinegate-role-code");
 /// `X-Spinegate-Identity-Assertion`: the signed identity assertion, on routes that ask for it.
-pub const X_SPINEGATE_IDENTITY_ASSERTION: HeaderName = HeaderName::from_static("x-spinegate-identity-assertion");
+pub(crate) const X_SPINEGATE_IDENTITY_ASSERTION: HeaderName = HeaderName::from_static("x-spinegate-identity-assertion");
 /// `X-Spinegate-Assurance-Level`.
-pub const X_SPINEGATE_ASSURANCE_LEVEL: HeaderName = HeaderName::from_static("x-spinegate-assurance-level");
+pub(crate) const X_SPINEGATE_ASSURANCE_LEVEL: HeaderName = HeaderName::from_static("x-spinegate-assurance-level");
 /// `X-Certificate-Expiry-Warning`, to the client and the upstream.
-pub const X_CERTIFICATE_EXPIRY_WARNING: HeaderName = HeaderName::from_static("x-certificate-expiry-warning");
+pub(crate) const X_CERTIFICATE_EXPIRY_WARNING: HeaderName = HeaderName::from_static("x-certificate-expiry-warning");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -152,7 +152,7 @@ fn canonical_name(name: &HeaderName) -> std::borrow::Cow<'_, str> {
 
 /// Verified facts the upstream is told.
 #[derive(Debug)]
-pub struct Outbound<'a> {
+pub(crate) struct Outbound<'a> {
     /// The request id.
     pub request_id: &'a HeaderValue,
     /// The client's own id for the request, well-formed (`X-Correlation-ID`).
@@ -176,7 +176,7 @@ pub struct Outbound<'a> {
 /// Rewrites client request headers for the upstream: removes every reserved header (and every
 /// header the client's `Connection` names), then adds the verified ones and the correlation id.
 /// `Host` is removed too; the proxy sets it per the upstream's policy.
-pub fn to_upstream(mut inbound: HeaderMap, out: &Outbound<'_>, filter: &HeaderFilter) -> HeaderMap {
+pub(crate) fn to_upstream(mut inbound: HeaderMap, out: &Outbound<'_>, filter: &HeaderFilter) -> HeaderMap {
     let connection_listed = connection_listed(&inbound);
     let mut headers = HeaderMap::with_capacity(inbound.len() + 10);
     let mut current: Option<HeaderName> = None;
@@ -244,7 +244,7 @@ pub fn to_upstream(mut inbound: HeaderMap, out: &Outbound<'_>, filter: &HeaderFi
 }
 
 /// Removes hop-by-hop headers (and those `Connection` names) from an upstream response.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in connection_listed(headers) {
         headers.remove(name);
     }

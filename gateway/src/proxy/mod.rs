@@ -2,8 +2,8 @@
 //! HTTP/2, plain or TLS with the gateway's own client certificate, bodies streamed both ways,
 //! connect and response timeouts.
 
-pub mod body;
-pub mod headers;
+pub(crate) mod body;
+pub(crate) mod headers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,7 +24,7 @@ use spinegate_config::{HostHeader, Upstream, UpstreamProtocol};
 use crate::material::{self, MaterialError};
 
 /// The request body type sent upstream: the client's body, held to the limits.
-pub type UpstreamBody = body::GuardedBody;
+pub(crate) type UpstreamBody = body::GuardedBody<crate::body::RequestBody>;
 
 /// Why forwarding failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,18 @@ pub enum ForwardError {
     /// Connecting failed, or the exchange broke.
     #[error("upstream exchange failed: {0}")]
     Unavailable(#[source] hyper_util::client::legacy::Error),
+}
+
+impl ForwardError {
+    /// The `kind` label of `spinegate_upstream_errors_total`, when the upstream is to blame (a
+    /// body too large, too slow or broken off is the client's doing).
+    pub fn upstream_kind(&self) -> Option<&'static str> {
+        match self {
+            ForwardError::Timeout(_) => Some("timeout"),
+            ForwardError::Unavailable(_) => Some("unavailable"),
+            ForwardError::BodyTooLarge | ForwardError::BodyTooSlow | ForwardError::ClientAborted => None,
+        }
+    }
 }
 
 struct Target {

@@ -1,39 +1,15 @@
-//! The one place failures become responses (DESIGN §4). Every refusal is a [`Reason`], whose
-//! status, connection close, `Retry-After`, `WWW-Authenticate` and FHIR issue type come from the
-//! one reason table (`spinegate_vocab::reason`); every error that becomes a refusal does so by a
-//! `From` impl here. The body is in the format the client asked
-//! for ([`crate::guidance::negotiate`]): an HTML page for a person, a FHIR `OperationOutcome`, or
-//! RFC 9457 `application/problem+json` — the same status and stable reason code in each, with the
-//! request id and what to do now. No internal detail reaches the client: the log line has it.
+//! A refusal as a response (DESIGN §4): the status, connection close, `Retry-After` and
+//! `WWW-Authenticate` of its [`Reason`] (from the one reason table), and a body in the format the
+//! client asked for ([`super::negotiate`]) — an HTML page for a person, a FHIR `OperationOutcome`,
+//! or RFC 9457 `application/problem+json` — with the same status and stable reason code in each,
+//! the request id and what to do now. No internal detail reaches the client: the log line has it.
 
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
+use spinegate_vocab::{Disposition, Reason};
 
-use crate::guidance::{Details, Format, Guidance, Refusal};
-use crate::pipeline::ResponseBody;
-use crate::trust::CertFailure;
-
-pub use spinegate_vocab::{Disposition, Reason};
-
-/// The refusal for a client certificate that failed its checks.
-impl From<&CertFailure> for Reason {
-    fn from(failure: &CertFailure) -> Self {
-        match failure {
-            CertFailure::Expired => Reason::CertificateExpired,
-            CertFailure::NotYetValid => Reason::CertificateNotYetValid,
-            CertFailure::Revoked => Reason::CertificateRevoked,
-            CertFailure::ChainTooLarge { .. }
-            | CertFailure::ChainTooLong { .. }
-            | CertFailure::Malformed(_)
-            | CertFailure::UnknownCa
-            | CertFailure::WrongPurpose
-            | CertFailure::BadSignature(_)
-            | CertFailure::NotAUser(_)
-            | CertFailure::WeakKey(_)
-            | CertFailure::Invalid(_) => Reason::CertificateInvalid,
-        }
-    }
-}
+use super::{Details, Format, Guidance, Refusal};
+use crate::body::ResponseBody;
 
 /// The HTTP status of a disposition (the table holds valid statuses only).
 pub(crate) fn status_of(d: &Disposition) -> StatusCode {

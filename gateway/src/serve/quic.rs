@@ -1,6 +1,6 @@
 //! HTTP/3 over QUIC (quinn + h3) beside a TCP listener: the same port number over UDP, the same
 //! certificates and client-certificate verifier (so the same chain cache and revocation checks),
-//! and every request through the same [`pipeline::handle`] as TCP — authentication, the
+//! and every request through the same [`crate::pipeline::handle`] as TCP — authentication, the
 //! per-request certificate re-check, policy, audit and proxying (upstreams stay HTTP/1.1 or
 //! HTTP/2).
 //!
@@ -8,8 +8,6 @@
 //! original handshake verified; it is re-checked on every request like any other. Reloads hand
 //! each endpoint the new TLS configuration ([`refresh`]); shutdown refuses new connections, sends
 //! each connection GOAWAY, lets its requests finish and closes it.
-
-mod body;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,24 +20,16 @@ use spinegate_config::Http3;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::task::TaskTracker;
 
-pub use body::RequestBody;
-
-use crate::conn::{self, Activity, CloseReason, Conn};
+use super::lifecycle::{Handshake, Step, Timers};
+use super::quic_body::RequestBody;
+use crate::conn::{Activity, CLOSE_GRACE, CloseReason, Conn};
 use crate::metrics as m;
 use crate::peer::Peer;
 use crate::pipeline;
-use crate::runtime::Shared;
+use crate::runtime::{QuicEndpoint, Services, Shared};
 
 /// HTTP/3 `H3_NO_ERROR`: the code a connection closes with after a graceful drain.
 const H3_NO_ERROR: u32 = 0x100;
-
-/// One HTTP/3 endpoint, kept so a reload can give it the new TLS configuration.
-#[derive(Debug)]
-pub struct H3Endpoint {
-    index: usize,
-    endpoint: quinn::Endpoint,
-    transport: Arc<quinn::TransportConfig>,
-}
 
 /// Why an HTTP/3 endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +60,9 @@ pub(crate) fn start(
 ) -> Result<SocketAddr, H3Error> {
     let socket = udp_socket(addr, settings).map_err(|source| H3Error::Bind { addr, source })?;
     let transport = Arc::new(transport(settings)?);
-    let runtime = shared.runtime.load();
-    let crypto = runtime.quic[index].clone().ok_or_else(|| H3Error::Transport("no QUIC configuration".into()))?;
+    let runtime = shared.services.runtime.load();
+    let crypto =
+        runtime.listeners[index].quic.clone().ok_or_else(|| H3Error::Transport("no QUIC configuration".into()))?;
     drop(runtime);
     let mut config = quinn::ServerConfig::with_crypto(crypto.quic);
     config.transport_config(Arc::clone(&transport));
@@ -79,24 +70,25 @@ pub(crate) fn start(
         quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(config), socket, Arc::new(quinn::TokioRuntime))
             .map_err(|source| H3Error::Bind { addr, source })?;
     let bound = endpoint.local_addr().map_err(|source| H3Error::Bind { addr, source })?;
-    shared.h3.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(H3Endpoint {
+    shared.quic.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(QuicEndpoint {
         index,
         endpoint: endpoint.clone(),
         transport,
     });
     let slots = Arc::new(Semaphore::new(settings.max_connections.get()));
-    tokio::spawn(accept_loop(endpoint, index, Arc::clone(shared), stopped, connections, slots));
+    tokio::spawn(accept_loop(endpoint, index, Arc::clone(&shared.services), stopped, connections, slots));
     Ok(bound)
 }
 
 /// Gives every HTTP/3 endpoint the current runtime's TLS configuration: new handshakes use it,
 /// open connections keep theirs (their certificate is re-checked per request regardless).
 pub(crate) fn refresh(shared: &Shared) {
-    let runtime = shared.runtime.load();
-    for h3 in shared.h3.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+    let runtime = shared.services.runtime.load();
+    for h3 in shared.quic.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
         // A reload that removed [listener.http3] leaves the endpoint running until restart (a
         // start-up setting): it still gets the new certificates and trust.
-        let crypto = runtime.quic[h3.index].clone().or_else(|| crate::tls::quic_config(&runtime.tls[h3.index]).ok());
+        let listener = &runtime.listeners[h3.index];
+        let crypto = listener.quic.clone().or_else(|| crate::tls::quic_config(&listener.tls).ok());
         if let Some(crypto) = crypto {
             let mut config = quinn::ServerConfig::with_crypto(crypto.quic);
             config.transport_config(Arc::clone(&h3.transport));
@@ -141,7 +133,7 @@ fn transport(settings: &Http3) -> Result<quinn::TransportConfig, H3Error> {
 async fn accept_loop(
     endpoint: quinn::Endpoint,
     index: usize,
-    shared: Arc<Shared>,
+    services: Arc<Services>,
     mut stopped: watch::Receiver<bool>,
     connections: TaskTracker,
     slots: Arc<Semaphore>,
@@ -156,15 +148,14 @@ async fn accept_loop(
         };
         // At the cap the client is refused at once and falls back to TCP.
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            let name = shared.runtime.load().listeners[index].name.to_string();
-            metrics::counter!(m::TLS_HANDSHAKES, "listener" => name, "outcome" => "refused", "version" => "none", "resumed" => "false", "transport" => "quic").increment(1);
+            Handshake::unfinished(&services.runtime.load().listeners[index].name, "refused", "quic");
             incoming.refuse();
             continue;
         };
-        let shared = Arc::clone(&shared);
+        let services = Arc::clone(&services);
         let stopped = stopped.clone();
         connections.spawn(async move {
-            serve_connection(incoming, index, shared, stopped).await;
+            serve_connection(incoming, index, services, stopped).await;
             drop(permit);
         });
     }
@@ -179,17 +170,15 @@ async fn accept_loop(
 async fn serve_connection(
     incoming: quinn::Incoming,
     index: usize,
-    shared: Arc<Shared>,
+    services: Arc<Services>,
     stopped: watch::Receiver<bool>,
 ) {
     let remote = incoming.remote_address();
-    let runtime = shared.runtime.load_full();
+    let runtime = services.runtime.load_full();
     let listener_name = runtime.listeners[index].name.to_string();
     let limits = runtime.limits.clone();
     drop(runtime);
-    let failed = |outcome: &'static str| {
-        metrics::counter!(m::TLS_HANDSHAKES, "listener" => listener_name.clone(), "outcome" => outcome, "version" => "none", "resumed" => "false", "transport" => "quic").increment(1);
-    };
+    let failed = |outcome: &'static str| Handshake::unfinished(&listener_name, outcome, "quic");
 
     let started = Instant::now();
     let connecting = match incoming.accept() {
@@ -213,7 +202,8 @@ async fn serve_connection(
         }
     };
     // quinn does not say whether the TLS session was resumed.
-    metrics::counter!(m::TLS_HANDSHAKES, "listener" => listener_name.clone(), "outcome" => "ok", "version" => "1.3", "resumed" => "unknown", "transport" => "quic").increment(1);
+    Handshake { listener: &listener_name, outcome: "ok", version: "1.3", resumed: "unknown", transport: "quic" }
+        .count();
     metrics::histogram!(m::TLS_HANDSHAKE_DURATION, "listener" => listener_name.clone())
         .record(started.elapsed().as_secs_f64());
     let peer = connection
@@ -222,7 +212,7 @@ async fn serve_connection(
         .and_then(|chain| Peer::new(&chain));
 
     let conn = Arc::new(Conn {
-        shared,
+        services,
         listener: index,
         remote,
         peer,
@@ -268,8 +258,7 @@ async fn drive(
     limits: &spinegate_config::Limits,
 ) -> CloseReason {
     let requests = TaskTracker::new();
-    let mut timers = tokio::time::interval(conn::timer_tick(limits.header_read_timeout, limits.idle_timeout));
-    timers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut timers = Timers::new(limits.header_read_timeout, limits.idle_timeout);
     let why = loop {
         tokio::select! {
             accepted = h3.accept() => match accepted {
@@ -293,11 +282,12 @@ async fn drive(
             },
             _ = stopped.changed() => break Some(CloseReason::Drain),
             () = conn.close.notified() => break Some(CloseReason::Refusal),
-            _ = timers.tick() => {
-                if let Some(why) = conn.activity.expired(limits.header_read_timeout, limits.idle_timeout) {
-                    break Some(why);
-                }
-            }
+            () = timers.tick() => match timers.step(&conn.activity) {
+                Step::Continue => {}
+                // Both end in GOAWAY here: requests already accepted are bounded by their own
+                // timers, so the drain below ends.
+                Step::Begin(why) | Step::End(why) => break Some(why),
+            },
         }
     };
     let graceful = matches!(
@@ -314,7 +304,7 @@ async fn drive(
     requests.wait().await;
     // A finished response may still be in flight, and closing the connection abandons unsent and
     // unacknowledged data: give the client (which has our GOAWAY) a moment to close first.
-    let _ = tokio::time::timeout(conn::CLOSE_GRACE, connection.closed()).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, connection.closed()).await;
     connection.close(H3_NO_ERROR.into(), b"");
     why.unwrap_or(CloseReason::Client)
 }
