@@ -13,7 +13,6 @@
 //!   reused; the pool size also bounds concurrent searches. A connection that failed is dropped; a
 //!   pooled one found dead is replaced once within the same lookup (the server restarted).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -26,9 +25,10 @@ use moka::sync::Cache;
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, RootCertStore};
 use spinegate_config::authz::RawLdapAttributes;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 
 use spinegate_authz::{RoleData, RoleSlot};
+use spinegate_flight::{Boarding, SingleFlight};
 
 use super::{DirectoryEntry, DirectoryError, DirectorySetupError};
 use crate::identity::UserId;
@@ -53,8 +53,8 @@ pub struct LdapDirectory {
 struct Inner {
     source: Source,
     cache: Cache<UserId, Arc<DirectoryEntry>>,
-    /// Searches in progress, by user; a flight leaves after its answer is cached and sent.
-    flights: Mutex<HashMap<UserId, watch::Receiver<Option<Answer>>>>,
+    /// Searches in progress, by user: concurrent lookups of one user share one search.
+    flights: Arc<SingleFlight<UserId, Answer>>,
     /// Resolved at the first lookup, not in `new`: the gateway installs the metrics recorder
     /// after building the directory, and resolving a counter per lookup costs a registry search
     /// and an allocation on the hit path.
@@ -92,18 +92,6 @@ struct Bind {
 
 /// A bind password; its `Debug` never shows it.
 struct Password(Box<str>);
-
-enum Boarding {
-    Cached(Arc<DirectoryEntry>),
-    Started(watch::Receiver<Option<Answer>>),
-    Joined(watch::Receiver<Option<Answer>>),
-}
-
-/// Removes a flight from the map when its task ends, however it ends.
-struct Landing<'a> {
-    inner: &'a Inner,
-    user: UserId,
-}
 
 /// A search result entry read without trusting its encoding: ldap3's `SearchEntry::construct`
 /// panics on malformed entries.
@@ -147,7 +135,7 @@ impl LdapDirectory {
         };
         let cache =
             Cache::builder().max_capacity(config.cache_entries).time_to_live(config.cache_ttl.min(MAX_TTL)).build();
-        let flights = Mutex::new(HashMap::new());
+        let flights = Arc::new(SingleFlight::new());
         Ok(Self { inner: Arc::new(Inner { source, cache, flights, counters: OnceLock::new() }) })
     }
 
@@ -158,19 +146,19 @@ impl LdapDirectory {
             counters.hit.increment(1);
             return Ok(entry);
         }
-        let (mut flight, searched) = match self.inner.board(*user) {
-            Boarding::Cached(entry) => {
+        let user = *user;
+        let inner = Arc::clone(&self.inner);
+        // A search that landed has cached its answer before leaving the flight table.
+        let cached = || self.inner.cache.get(&user).map(Ok);
+        let (flight, searched) = match self.inner.flights.join_or_start(user, cached, || inner.search(user)) {
+            Boarding::Cached(answer) => {
                 counters.hit.increment(1);
-                return Ok(entry);
+                return answer;
             }
             Boarding::Started(flight) => (flight, true),
             Boarding::Joined(flight) => (flight, false),
         };
-        let abandoned = || DirectoryError::Unavailable("the directory search was abandoned".into());
-        let answer = match flight.wait_for(Option::is_some).await {
-            Ok(answer) => Option::clone(&answer).unwrap_or_else(|| Err(abandoned())),
-            Err(_) => Err(abandoned()),
-        };
+        let answer = flight.landed().await;
         // One count per lookup: `miss` when this lookup caused the search, `hit` when it was
         // answered without one of its own.
         match (&answer, searched) {
@@ -205,25 +193,9 @@ impl fmt::Debug for Password {
 }
 
 impl Inner {
-    /// Joins the user's flight, or starts one.
-    fn board(self: &Arc<Self>, user: UserId) -> Boarding {
-        let mut flights = lock(&self.flights);
-        if let Some(flight) = flights.get(&user) {
-            return Boarding::Joined(flight.clone());
-        }
-        // A flight caches its answer before it leaves the map: one that just landed is here.
-        if let Some(entry) = self.cache.get(&user) {
-            return Boarding::Cached(entry);
-        }
-        let (tx, rx) = watch::channel(None);
-        flights.insert(user, rx.clone());
-        drop(flights);
-        tokio::spawn(Arc::clone(self).fly(user, tx));
-        Boarding::Started(rx)
-    }
-
-    async fn fly(self: Arc<Self>, user: UserId, tx: watch::Sender<Option<Answer>>) {
-        let _landing = Landing { inner: &self, user };
+    /// One search for `user`, run as its own task (a lookup that goes away does not cancel it
+    /// for the others waiting); the answer is cached before the flight lands.
+    async fn search(self: Arc<Self>, user: UserId) -> Answer {
         let source = &self.source;
         let started = Instant::now();
         let answer = match tokio::time::timeout(source.timeout, source.fetch(&user)).await {
@@ -239,7 +211,7 @@ impl Inner {
             }
             Err(e) => tracing::warn!(user = %user, error = %e, "role directory lookup failed"),
         }
-        tx.send_replace(Some(answer));
+        answer
     }
 }
 
@@ -250,12 +222,6 @@ impl Counters {
             miss: metrics::counter!(m::DIRECTORY_LOOKUPS, "backend" => "ldap", "result" => "miss"),
             error: metrics::counter!(m::DIRECTORY_LOOKUPS, "backend" => "ldap", "result" => "error"),
         }
-    }
-}
-
-impl Drop for Landing<'_> {
-    fn drop(&mut self) {
-        lock(&self.inner.flights).remove(&self.user);
     }
 }
 

@@ -1,4 +1,7 @@
-//! [`Revocation`]: the revocation state of the gateway, and the answers it gives.
+//! [`Revocation`]: the revocation state of the gateway, and the answers it gives. The sources
+//! that feed it each have a file: [`ocsp_source`] (cached answers, shared fetches, refreshes),
+//! [`crl_source`] (files and distribution points, deltas, refetches) and [`deny_source`] (the
+//! emergency deny list from its file and the admin endpoint).
 //!
 //! What is read on the request path is memory only: the [`Snapshot`] (CRLs by issuer, the deny
 //! list), swapped whole through `ArcSwap`, and the per-certificate OCSP cache (moka, bounded).
@@ -15,20 +18,25 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use rustls_pki_types::UnixTime;
+use spinegate_flight::SingleFlight;
 use tokio::sync::watch;
 
 use crate::crl::{Crl, CrlVerdict, Partition};
-use crate::deny::{DenyEntry, DenyList};
+use crate::deny::DenyList;
 use crate::fetch::{Fetch, FetchError, FetchRequest};
 use crate::issuer::{Issuer, Subject};
-use crate::ocsp::{self, OcspCertStatus, OcspRequest};
-use crate::policy::{OcspMethod, Policies, Policy, Source, UnknownStatus};
+use crate::ocsp::OcspCertStatus;
+use crate::policy::{Policies, Policy, Source, UnknownStatus};
 use crate::{CertId, IssuerId, Status, UnknownCause};
+
+pub mod crl_source;
+pub mod deny_source;
+pub mod ocsp_source;
 
 /// Tuning of caches and fetches.
 #[derive(Clone, Debug)]
@@ -193,47 +201,49 @@ impl Snapshot {
     }
 }
 
-/// A verified OCSP result kept for one certificate.
-#[derive(Debug, Clone, Copy)]
-struct OcspKnown {
-    status: OcspCertStatus,
-    /// When it was fetched.
-    fetched_at: u64,
-    /// When this answer stops being fresh.
-    fresh_until: u64,
-}
-
 /// When to refresh something usable from `start` to `end`: `margin` before its end, but never
 /// earlier than half-way, so a margin longer than the lifetime does not mean "refresh always".
 fn refresh_point(start: u64, end: u64, margin: Duration) -> u64 {
     end.saturating_sub(margin.as_secs().min(end.saturating_sub(start) / 2))
 }
 
-#[derive(Debug)]
-struct OcspEntry {
-    subject: Arc<Subject>,
-    known: Option<OcspKnown>,
-    failed_at: Option<u64>,
-    last_seen: AtomicU64,
+/// A verified OCSP result kept for one certificate.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OcspKnown {
+    pub(super) status: OcspCertStatus,
+    /// When it was fetched.
+    pub(super) fetched_at: u64,
+    /// When this answer stops being fresh.
+    pub(super) fresh_until: u64,
 }
 
+/// What is known of one certificate from OCSP, and when it was last asked for.
 #[derive(Debug)]
-struct CrlSource {
-    issuer: Arc<Issuer>,
-    file: Option<PathBuf>,
-    modified: Option<SystemTime>,
+pub(super) struct OcspEntry {
+    pub(super) subject: Arc<Subject>,
+    pub(super) known: Option<OcspKnown>,
+    pub(super) failed_at: Option<u64>,
+    pub(super) last_seen: AtomicU64,
+}
+
+/// One place a CRL comes from (a URL, or a file).
+#[derive(Debug)]
+pub(super) struct CrlSource {
+    pub(super) issuer: Arc<Issuer>,
+    pub(super) file: Option<PathBuf>,
+    pub(super) modified: Option<SystemTime>,
     /// (thisUpdate, nextUpdate) of the CRL loaded from here.
-    loaded: Option<(u64, u64)>,
-    failed_at: Option<u64>,
+    pub(super) loaded: Option<(u64, u64)>,
+    pub(super) failed_at: Option<u64>,
 }
 
 impl CrlSource {
-    fn new(issuer: &Arc<Issuer>, file: Option<PathBuf>) -> Self {
+    pub(super) fn new(issuer: &Arc<Issuer>, file: Option<PathBuf>) -> Self {
         Self { issuer: Arc::clone(issuer), file, modified: None, loaded: None, failed_at: None }
     }
 
     /// Whether the CRL from here should be fetched again at `now`.
-    fn due(&self, now: u64, margin: Duration) -> bool {
+    pub(super) fn due(&self, now: u64, margin: Duration) -> bool {
         self.loaded.is_none_or(|(this, next)| refresh_point(this, next, margin) <= now)
     }
 }
@@ -274,9 +284,9 @@ pub struct Revocation {
     snapshot: ArcSwap<Snapshot>,
     generation: AtomicU64,
     ocsp: moka::sync::Cache<CertId, Arc<OcspEntry>>,
-    ocsp_inflight: Mutex<HashMap<CertId, watch::Receiver<bool>>>,
+    ocsp_flights: Arc<SingleFlight<CertId, ()>>,
     crl_sources: Mutex<HashMap<Arc<str>, CrlSource>>,
-    crl_inflight: Mutex<HashMap<Arc<str>, watch::Receiver<bool>>>,
+    crl_flights: Arc<SingleFlight<Arc<str>, ()>>,
     deny_file: Mutex<Option<(PathBuf, Option<SystemTime>, DenyList)>>,
     deny_api: Mutex<DenyList>,
 }
@@ -316,9 +326,9 @@ impl Revocation {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             generation: AtomicU64::new(1),
             ocsp,
-            ocsp_inflight: Mutex::new(HashMap::new()),
+            ocsp_flights: Arc::new(SingleFlight::new()),
             crl_sources: Mutex::new(HashMap::new()),
-            crl_inflight: Mutex::new(HashMap::new()),
+            crl_flights: Arc::new(SingleFlight::new()),
             deny_file: Mutex::new(None),
             deny_api: Mutex::new(DenyList::default()),
         });
@@ -508,345 +518,8 @@ impl Revocation {
         }
     }
 
-    fn register_crl_url(&self, url: &Arc<str>, issuer: &Arc<Issuer>) {
-        lock(&self.crl_sources).entry(Arc::clone(url)).or_insert_with(|| CrlSource::new(issuer, None));
-    }
-
-    /// Fetches the OCSP answer for `subject`, sharing the fetch with concurrent askers and
-    /// skipping it when a fresh answer arrived meanwhile or a fetch failed moments ago.
-    async fn ocsp_coalesced(self: &Arc<Self>, subject: &Arc<Subject>, policy: &Arc<Policy>) {
-        let now = self.now_secs();
-        if let Some(entry) = self.ocsp.get(&subject.cert) {
-            let fresh = entry.known.is_some_and(|k| now <= k.fresh_until);
-            if fresh || self.cooling(entry.failed_at, now) {
-                return;
-            }
-        }
-        let mut done = self.start_ocsp_fetch(subject, policy);
-        let _ = done.wait_for(|finished| *finished).await;
-    }
-
-    /// Starts the shared OCSP fetch for `subject` unless one is running; the receiver turns true
-    /// when it ends. The fetch is a task of its own, so a client that goes away does not cancel
-    /// everyone's fetch.
-    fn start_ocsp_fetch(self: &Arc<Self>, subject: &Arc<Subject>, policy: &Arc<Policy>) -> watch::Receiver<bool> {
-        let mut inflight = lock(&self.ocsp_inflight);
-        if let Some(rx) = inflight.get(&subject.cert) {
-            return rx.clone();
-        }
-        let (tx, rx) = watch::channel(false);
-        inflight.insert(subject.cert.clone(), rx.clone());
-        let this = Arc::clone(self);
-        let subject = Arc::clone(subject);
-        let policy = Arc::clone(policy);
-        tokio::spawn(async move {
-            this.fetch_ocsp(&subject, &policy).await;
-            lock(&this.ocsp_inflight).remove(&subject.cert);
-            let _ = tx.send(true);
-        });
-        rx
-    }
-
     fn cooling(&self, failed_at: Option<u64>, now: u64) -> bool {
         failed_at.is_some_and(|t| now < t.saturating_add(self.options.retry_after_failure.as_secs()))
-    }
-
-    async fn fetch_ocsp(&self, subject: &Arc<Subject>, policy: &Policy) {
-        let started = Instant::now();
-        let result = self.ocsp_exchange(subject, policy).await;
-        let now = self.now_secs();
-        let previous = self.ocsp.get(&subject.cert);
-        let last_seen = previous.as_ref().map_or(now, |p| p.last_seen.load(Ordering::Relaxed));
-        let entry = match result {
-            Ok(answer) => {
-                self.observer.fetched(Source::Ocsp, "ok", started.elapsed());
-                let lifetime_end =
-                    answer.next_update.unwrap_or(answer.this_update.saturating_add(self.options.max_age.as_secs()));
-                let fresh_until = lifetime_end.min(now.saturating_add(self.options.max_age.as_secs()));
-                let was_good =
-                    previous.as_ref().and_then(|p| p.known).is_some_and(|k| k.status == OcspCertStatus::Good);
-                if was_good && answer.status != OcspCertStatus::Good {
-                    // A connection may be holding "good" for this certificate: make it look again.
-                    self.bump();
-                }
-                OcspEntry {
-                    subject: Arc::clone(subject),
-                    known: Some(OcspKnown { status: answer.status, fetched_at: now, fresh_until }),
-                    failed_at: None,
-                    last_seen: AtomicU64::new(last_seen),
-                }
-            }
-            Err(label) => {
-                self.observer.fetched(Source::Ocsp, label, started.elapsed());
-                OcspEntry {
-                    subject: Arc::clone(subject),
-                    known: previous.as_ref().and_then(|p| p.known),
-                    failed_at: Some(now),
-                    last_seen: AtomicU64::new(last_seen),
-                }
-            }
-        };
-        self.ocsp.insert(subject.cert.clone(), Arc::new(entry));
-    }
-
-    async fn ocsp_exchange(&self, subject: &Subject, policy: &Policy) -> Result<ocsp::OcspAnswer, &'static str> {
-        let responder =
-            policy.ocsp.responder.as_deref().or(subject.ocsp_urls.first().map(String::as_str)).ok_or("no_responder")?;
-        let request =
-            OcspRequest::new(subject, policy.ocsp.hash, policy.ocsp.nonce == crate::policy::NoncePolicy::Send);
-        let get_url = request.get_url(responder);
-        let use_get = match policy.ocsp.method {
-            OcspMethod::Get => true,
-            OcspMethod::Post => false,
-            OcspMethod::Auto => get_url.len() <= 255,
-        };
-        let fetch = FetchRequest {
-            url: if use_get { get_url } else { responder.to_owned() },
-            post: (!use_get).then(|| (Bytes::copy_from_slice(request.der()), "application/ocsp-request")),
-            max_bytes: self.options.max_ocsp_response_bytes,
-            timeout: self.options.fetch_timeout,
-        };
-        let bytes = self.fetcher.fetch(fetch).await.map_err(|e| {
-            tracing::info!(responder, error = %e, "OCSP fetch failed");
-            e.label()
-        })?;
-        let answer =
-            ocsp::evaluate(&bytes, &request, subject, (self.clock)(), self.options.clock_skew).map_err(|e| {
-                tracing::info!(responder, error = %e, "OCSP response refused");
-                e.label()
-            })?;
-        match answer.status {
-            // The responder does not know the certificate: no answer, not a good one.
-            OcspCertStatus::Unknown => Err("responder_unknown_cert"),
-            _ => Ok(answer),
-        }
-    }
-
-    /// Fetches one CRL URL unless it is loaded and current or failed moments ago; concurrent
-    /// askers share the fetch.
-    async fn crl_coalesced(self: &Arc<Self>, url: Arc<str>) {
-        let now = self.now_secs();
-        {
-            let sources = lock(&self.crl_sources);
-            let Some(source) = sources.get(&url) else { return };
-            if !source.due(now, self.options.crl_refresh_before) || self.cooling(source.failed_at, now) {
-                return;
-            }
-        }
-        let mut done = self.start_crl_fetch(&url);
-        let _ = done.wait_for(|finished| *finished).await;
-    }
-
-    fn start_crl_fetch(self: &Arc<Self>, url: &Arc<str>) -> watch::Receiver<bool> {
-        let mut inflight = lock(&self.crl_inflight);
-        if let Some(rx) = inflight.get(url) {
-            return rx.clone();
-        }
-        let (tx, rx) = watch::channel(false);
-        inflight.insert(Arc::clone(url), rx.clone());
-        let this = Arc::clone(self);
-        let url = Arc::clone(url);
-        tokio::spawn(async move {
-            this.fetch_crl(&url).await;
-            lock(&this.crl_inflight).remove(&url);
-            let _ = tx.send(true);
-        });
-        rx
-    }
-
-    async fn fetch_crl(self: &Arc<Self>, url: &Arc<str>) {
-        let Some(issuer) = lock(&self.crl_sources).get(url).map(|s| Arc::clone(&s.issuer)) else { return };
-        let started = Instant::now();
-        let fetched = self
-            .fetcher
-            .fetch(FetchRequest {
-                url: url.to_string(),
-                post: None,
-                max_bytes: self.options.max_crl_bytes,
-                timeout: self.options.fetch_timeout.max(Duration::from_secs(30)),
-            })
-            .await;
-        let outcome = match fetched {
-            Ok(bytes) => self.install_crl(url, &issuer, bytes).await,
-            Err(e) => Err(e.label()),
-        };
-        self.observer.fetched(Source::Crl, outcome.err().unwrap_or("ok"), started.elapsed());
-        if let Err(label) = outcome {
-            tracing::warn!(url = %url, error = label, "CRL fetch failed");
-            if let Some(source) = lock(&self.crl_sources).get_mut(url) {
-                source.failed_at = Some(self.now_secs());
-            }
-        }
-    }
-
-    /// Parses (off the async threads) and installs a CRL from `source`.
-    async fn install_crl(
-        self: &Arc<Self>,
-        source: &Arc<str>,
-        issuer: &Arc<Issuer>,
-        der: Bytes,
-    ) -> Result<(), &'static str> {
-        let issuer_for_parse = Arc::clone(issuer);
-        let crl = tokio::task::spawn_blocking(move || {
-            // Files from `openssl ca -gencrl` are PEM unless converted; both are accepted.
-            if der.starts_with(b"-----BEGIN") {
-                use rustls_pki_types::pem::PemObject;
-                let pem = rustls_pki_types::CertificateRevocationListDer::from_pem_slice(&der)
-                    .map_err(|e| crate::crl::CrlError::Malformed(format!("PEM: {e}")))?;
-                Crl::parse(pem.as_ref(), &issuer_for_parse)
-            } else {
-                Crl::parse(&der, &issuer_for_parse)
-            }
-        })
-        .await
-        .map_err(|_| "parse_panicked")?
-        .map_err(|e| {
-            tracing::warn!(source = %source, error = %e, "CRL refused");
-            e.label()
-        })?;
-        self.install_parsed_crl(source, issuer, crl);
-        Ok(())
-    }
-
-    fn install_parsed_crl(&self, source: &Arc<str>, issuer: &Arc<Issuer>, crl: Crl) {
-        let crl = Arc::new(crl);
-        let freshest: Vec<String> = crl.freshest_urls().to_vec();
-        let lifetime = (
-            crl.this_update(),
-            crl.next_update().unwrap_or(crl.this_update().saturating_add(self.options.max_age.as_secs())),
-        );
-        let entries = crl.len();
-        let old = self.snapshot.load_full();
-        let mut crls = old.crls.clone();
-        let slot = crls.entry(issuer.id()).or_default();
-        let list = if crl.is_delta() { &mut slot.deltas } else { &mut slot.bases };
-        list.retain(|(s, _)| s != source);
-        list.push((Arc::clone(source), crl));
-        self.snapshot.store(Arc::new(Snapshot { crls, deny: old.deny.clone() }));
-        {
-            let mut sources = lock(&self.crl_sources);
-            if let Some(s) = sources.get_mut(source) {
-                s.loaded = Some(lifetime);
-                s.failed_at = None;
-            }
-            // Delta CRLs named by the base are fetched like any other CRL.
-            for url in freshest {
-                sources.entry(url.as_str().into()).or_insert_with(|| CrlSource::new(issuer, None));
-            }
-        }
-        self.bump();
-        tracing::info!(source = %source, entries, "CRL installed");
-    }
-
-    /// Loads every registered CRL file and the deny-list file now; the gateway calls this before
-    /// it starts serving so the first requests already have them.
-    pub async fn load_files(self: &Arc<Self>) {
-        self.poll_files().await;
-    }
-
-    async fn poll_files(self: &Arc<Self>) {
-        let files: Vec<WatchedFile> = lock(&self.crl_sources)
-            .iter()
-            .filter_map(|(k, s)| s.file.clone().map(|f| (Arc::clone(k), f, s.modified, Arc::clone(&s.issuer))))
-            .collect();
-        for (key, path, seen, issuer) in files {
-            let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-            if modified.is_none() || modified == seen {
-                continue;
-            }
-            if let Some(s) = lock(&self.crl_sources).get_mut(&key) {
-                s.modified = modified;
-            }
-            let started = Instant::now();
-            let outcome = match tokio::fs::read(&path).await {
-                Ok(bytes) => self.install_crl(&key, &issuer, Bytes::from(bytes)).await,
-                Err(_) => Err("read"),
-            };
-            self.observer.fetched(Source::Crl, outcome.err().unwrap_or("ok"), started.elapsed());
-        }
-        self.poll_deny_file();
-    }
-
-    /// Watches a deny-list file (hot-reloaded); a file that does not parse keeps the last good
-    /// list and is logged.
-    pub fn set_deny_file(&self, path: Option<PathBuf>) {
-        *lock(&self.deny_file) = path.map(|p| (p, None, DenyList::default()));
-        self.poll_deny_file();
-    }
-
-    fn poll_deny_file(&self) {
-        let mut guard = lock(&self.deny_file);
-        let Some((path, seen, list)) = guard.as_mut() else { return };
-        let modified = std::fs::metadata(&*path).and_then(|m| m.modified()).ok();
-        if modified == *seen {
-            return;
-        }
-        *seen = modified;
-        let parsed = match std::fs::read_to_string(&*path) {
-            Ok(text) => DenyList::parse(&text).map_err(|e| e.to_string()),
-            // A deleted file is an empty list: removing the file lifts the denials.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DenyList::default()),
-            Err(e) => Err(e.to_string()),
-        };
-        match parsed {
-            Ok(new) => {
-                tracing::info!(path = %path.display(), entries = new.len(), "deny list loaded");
-                *list = new;
-                let combined = list.union(&lock(&self.deny_api));
-                drop(guard);
-                self.publish_deny(combined);
-            }
-            Err(error) => {
-                tracing::error!(path = %path.display(), %error, "deny list refused; keeping the last good one")
-            }
-        }
-    }
-
-    fn publish_deny(&self, deny: DenyList) {
-        let old = self.snapshot.load_full();
-        self.snapshot.store(Arc::new(Snapshot { crls: old.crls.clone(), deny }));
-        self.bump();
-    }
-
-    fn republish_deny(&self) {
-        let file = lock(&self.deny_file).as_ref().map(|(_, _, l)| l.clone()).unwrap_or_default();
-        let combined = file.union(&lock(&self.deny_api));
-        self.publish_deny(combined);
-    }
-
-    /// Adds entries through the admin endpoint (this replica only; the file is the cluster-wide
-    /// list). Effective for the next request on every connection.
-    pub fn deny_add(&self, entries: impl IntoIterator<Item = DenyEntry>) {
-        {
-            let mut api = lock(&self.deny_api);
-            for entry in entries {
-                api.insert(entry);
-            }
-        }
-        self.republish_deny();
-    }
-
-    /// Removes entries added through the admin endpoint.
-    pub fn deny_remove(&self, entries: &[DenyEntry]) {
-        {
-            let mut api = lock(&self.deny_api);
-            for entry in entries {
-                api.remove(entry);
-            }
-        }
-        self.republish_deny();
-    }
-
-    /// Installs a CRL given as bytes, checked against `issuer` (tests, tools).
-    pub async fn install_crl_bytes(
-        self: &Arc<Self>,
-        source: &str,
-        issuer: &Arc<Issuer>,
-        der: Bytes,
-    ) -> Result<(), &'static str> {
-        let key: Arc<str> = source.into();
-        lock(&self.crl_sources).entry(Arc::clone(&key)).or_insert_with(|| CrlSource::new(issuer, None));
-        self.install_crl(&key, issuer, der).await
     }
 
     /// Background work until `stop` changes: file polling, OCSP refresh of recently used
@@ -864,46 +537,6 @@ impl Revocation {
                     self.refresh_ocsp();
                     self.refresh_crls();
                 }
-            }
-        }
-    }
-
-    fn refresh_ocsp(self: &Arc<Self>) {
-        // Bounded per round so a large cache does not burst the responder.
-        const MAX_PER_ROUND: usize = 64;
-        let now = self.now_secs();
-        let policies = self.policies.load();
-        let mut started = 0;
-        for (_, entry) in self.ocsp.iter() {
-            if started >= MAX_PER_ROUND {
-                break;
-            }
-            let recently_used =
-                now.saturating_sub(entry.last_seen.load(Ordering::Relaxed)) <= self.options.recently_seen.as_secs();
-            let ending = entry
-                .known
-                .is_none_or(|k| refresh_point(k.fetched_at, k.fresh_until, self.options.refresh_before) <= now);
-            if recently_used && ending && !self.cooling(entry.failed_at, now) {
-                started += 1;
-                let policy = Arc::clone(policies.for_issuer(entry.subject.cert.issuer));
-                drop(self.start_ocsp_fetch(&entry.subject, &policy));
-            }
-        }
-    }
-
-    fn refresh_crls(self: &Arc<Self>) {
-        let now = self.now_secs();
-        let due: Vec<Arc<str>> = lock(&self.crl_sources)
-            .iter()
-            // Only URLs already loaded once: the first fetch is made by the request that needs it.
-            .filter(|(_, s)| s.file.is_none() && s.loaded.is_some())
-            .filter(|(_, s)| s.due(now, self.options.crl_refresh_before))
-            .map(|(k, _)| Arc::clone(k))
-            .collect();
-        for url in due {
-            let cooling = lock(&self.crl_sources).get(&url).is_some_and(|s| self.cooling(s.failed_at, now));
-            if !cooling {
-                drop(self.start_crl_fetch(&url));
             }
         }
     }
@@ -927,9 +560,6 @@ impl Revocation {
         Stats { ocsp_entries: self.ocsp.entry_count(), crls, deny_entries: snapshot.deny.len() }
     }
 }
-
-/// A CRL file to check: source key, path, last seen modification time, issuer.
-type WatchedFile = (Arc<str>, PathBuf, Option<SystemTime>, Arc<Issuer>);
 
 enum Local {
     Decided(Answer),
