@@ -66,6 +66,11 @@ pub enum Error {
     },
 }
 
+/// A path as a TOML basic string (see [`toml_string`]).
+pub fn toml_path(path: &std::path::Path) -> String {
+    toml_string(&path.display().to_string())
+}
+
 /// A TOML basic string: `s` quoted, with quotes, backslashes and control characters escaped (for
 /// configuration files generated from paths and URLs).
 pub fn toml_string(s: &str) -> String {

@@ -68,6 +68,18 @@ pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Materia
     Ok(certs)
 }
 
+/// Trust roots for a TLS client: every certificate in each of `ca_files`. Empty for no files (a
+/// client with it trusts nothing, never the system's roots).
+pub fn ca_roots(ca_files: &[PathBuf]) -> Result<rustls::RootCertStore, MaterialError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for path in ca_files {
+        for cert in certificates(path)? {
+            roots.add(cert).map_err(|e| MaterialError::BadCertificate { path: path.clone(), reason: e.to_string() })?;
+        }
+    }
+    Ok(roots)
+}
+
 /// The private key in a PEM file.
 pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, MaterialError> {
     PrivateKeyDer::from_pem_file(path).map_err(|source| MaterialError::Read { path: path.to_path_buf(), source })

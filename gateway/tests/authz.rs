@@ -17,8 +17,8 @@ use spinegate_devpki::Issued;
 use spinegate_devpki::token::{KeyEndpoint, RoleSpec, TokenIssuer};
 use spinegate_token::jose::{Alg, KeySet, Limits, decode};
 use support::{
-    ALICE, AUDIENCE, CLINICIAN_AND_CLERK_ROLES, Client, ERIN, Gw, ISSUER, Pki, Resp, SCOPED_ROUTES, client_config,
-    within,
+    ALICE, AUDIENCE, CLINICIAN_AND_CLERK_ROLES, Client, ERIN, Gw, ISSUER, Pki, Resp, SCOPED_ROUTES, care_identity,
+    client_config, toml, within,
 };
 
 const FRANK: &str = "555000000006";
@@ -90,12 +90,15 @@ impl World {
         let issuer = Arc::new(Mutex::new(TokenIssuer::new(ISSUER).unwrap()));
         let keys = KeyEndpoint::spawn("127.0.0.1:0".parse().unwrap(), issuer).await.unwrap();
         let extra = format!(
-            "[[token_issuer]]\nname = \"care-identity\"\nissuer = \"{ISSUER}\"\njwks_url = \"{}\"\naudiences = [\"{AUDIENCE}\"]\n\
-             [role_directory]\nfile = {roles:?}\npoll_interval = \"50ms\"\n\
-             [audit]\nfile = {audit:?}\n\
-             [identity_assertion]\nissuer = \"https://spinegate.test\"\nkey = {assertion_key:?}\n{}",
-            keys.jwks_url(),
-            routes()
+            "{}\
+             [role_directory]\nfile = {roles}\npoll_interval = \"50ms\"\n\
+             [audit]\nfile = {audit}\n\
+             [identity_assertion]\nissuer = \"https://spinegate.test\"\nkey = {assertion_key}\n{}",
+            care_identity(&keys.jwks_url()),
+            routes(),
+            roles = toml(&roles),
+            audit = toml(&audit),
+            assertion_key = toml(&assertion_key)
         );
         let gw = Gw::start(&pki, |s| {
             s.client_certificate = "request";

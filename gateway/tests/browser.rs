@@ -29,7 +29,7 @@ use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 use spinegate_devpki::token::{KeyEndpoint, RoleSpec, TokenIssuer};
 use spinegate_devpki::{Issued, KeyKind, LeafSpec};
-use support::{AUDIENCE, Gw, ISSUER, Pki, client_config, within};
+use support::{AUDIENCE, Gw, ISSUER, Pki, care_identity, client_config, toml, within};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 
@@ -301,11 +301,12 @@ async fn chromium_renders_the_expired_card_page_and_the_identity_pages() {
     let issuer = Arc::new(Mutex::new(TokenIssuer::new(ISSUER).unwrap()));
     let keys = KeyEndpoint::spawn("127.0.0.1:0".parse().unwrap(), issuer).await.unwrap();
     let extra = format!(
-        "[[token_issuer]]\nname = \"care-identity\"\nissuer = \"{ISSUER}\"\njwks_url = \"{}\"\naudiences = [\"{AUDIENCE}\"]\n\
-         [role_directory]\nfile = {roles:?}\n\
+        "{}\
+         [role_directory]\nfile = {roles}\n\
          [guidance]\norganisation = \"Test Hospitals NHS Trust\"\n\
          [guidance.registration_authority]\nname = \"the Test Hospitals Registration Authority\"\nphone = \"0113 496 0000\"\n",
-        keys.jwks_url()
+        care_identity(&keys.jwks_url()),
+        roles = toml(&roles)
     );
     let gw = Gw::start(&pki, |s| {
         s.client_certificate = "request";

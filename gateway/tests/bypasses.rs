@@ -18,7 +18,7 @@ use spinegate_devpki::Issued;
 use spinegate_devpki::token::{KeyEndpoint, RoleSpec, TokenIssuer};
 use support::{
     ALICE, AUDIENCE, CLINICIAN_AND_CLERK_ROLES, Client, ERIN, Gw, ISSUER, Pki, RawResp, Resp, SCOPED_ROUTES,
-    client_config, raw_http1, within,
+    care_identity, client_config, raw_http1, toml, within,
 };
 
 /// alice may read patient records (B0360) at RX1; erin, an admin clerk at RX1, may not. With
@@ -75,15 +75,17 @@ impl World {
         let issuer = Arc::new(Mutex::new(TokenIssuer::new(ISSUER).unwrap()));
         let keys = KeyEndpoint::spawn("127.0.0.1:0".parse().unwrap(), issuer).await.unwrap();
         let extra = format!(
-            "[[token_issuer]]\nname = \"care-identity\"\nissuer = \"{ISSUER}\"\njwks_url = \"{}\"\naudiences = [\"{AUDIENCE}\"]\n\
-             [role_directory]\nfile = {roles:?}\n[audit]\nfile = {audit:?}\n{ROUTES}{SCOPED_ROUTES}",
-            keys.jwks_url()
+            "{}\
+             [role_directory]\nfile = {roles}\n[audit]\nfile = {audit}\n{ROUTES}{SCOPED_ROUTES}",
+            care_identity(&keys.jwks_url()),
+            roles = toml(&roles),
+            audit = toml(&audit)
         );
         let gw = Gw::start(&pki, |s| {
             s.client_certificate = "request";
             // The catch-all route has no rule: whatever no other route matches is refused.
             s.rules = String::new();
-            s.revocation = format!("deny_list = {deny:?}\n");
+            s.revocation = format!("deny_list = {deny}\n", deny = toml(&deny));
             s.extra = extra;
             adjust(s);
         })

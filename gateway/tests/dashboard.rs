@@ -19,7 +19,7 @@ use spinegate_devpki::crl::CrlSpec;
 use spinegate_devpki::ocsp::{CertState, Mode, OcspResponder};
 use spinegate_devpki::token::{KeyEndpoint, RoleSpec, TokenIssuer};
 use spinegate_devpki::{Ca, Issued, KeyKind, LeafSpec};
-use support::{ANY_AUTHENTICATED, Client, Gw, Pki, Resp, client_config, handshake_alert, plain_get, within};
+use support::{ANY_AUTHENTICATED, Client, Gw, Pki, Resp, client_config, handshake_alert, plain_get, toml, within};
 
 const DASHBOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../helm/spinegate/dashboards/spinegate.json");
 /// Every panel and target queries through the dashboard's datasource variable.
@@ -539,18 +539,19 @@ impl Everyday {
         let extra = format!(
             "[[token_issuer]]\nname = \"care-identity\"\nissuer = \"{ISSUER}\"\njwks_url = \"{jwks}\"\n\
              audiences = [\"{AUDIENCE}\"]\njwks_refetch_interval = \"30s\"\n\
-             [role_directory]\nfile = {roles:?}\npoll_interval = \"50ms\"\n\
-             [audit]\nfile = {audit:?}\n\
-             [identity_assertion]\nissuer = \"https://spinegate.test\"\nkey = {key:?}\n\
+             [role_directory]\nfile = {roles}\npoll_interval = \"50ms\"\n\
+             [audit]\nfile = {audit}\n\
+             [identity_assertion]\nissuer = \"https://spinegate.test\"\nkey = {key}\n\
              [authorization]\nactivities = {{ B0360 = \"View patient medical record\", B0572 = \"Manage appointments\" }}\n\
              [[upstream]]\nname = \"down\"\nendpoints = [\"http://127.0.0.1:{down}\"]\n\
              [[route]]\nname = \"patient\"\npath_prefix = \"/Patient\"\nupstream = \"demo\"\nidentity_assertion = true\n\
              [[route.rule]]\nmethods = [\"GET\"]\nactivities_any = [\"B0360\"]\n\
              [[route]]\nname = \"down\"\npath_prefix = \"/down\"\nupstream = \"down\"\n{ANY_AUTHENTICATED}",
             jwks = keys.jwks_url(),
-            audit = pki.path("audit.jsonl"),
-            key = pki.write("assertion.pem", &key),
+            audit = toml(&pki.path("audit.jsonl")),
+            key = toml(&pki.write("assertion.pem", &key)),
             down = dead_port(),
+            roles = toml(&roles)
         );
         let gw = Gw::start(&pki, |s| {
             s.client_certificate = "request";
@@ -655,11 +656,12 @@ async fn crl_and_deny_list_traffic() -> String {
     std::fs::write(&crl, pki.issuing.crl(&CrlSpec::new(1)).unwrap()).unwrap();
     let deny = pki.write("deny.txt", "user 555000000099  # lost card\n");
     let gw = Gw::start(&pki, |s| {
-        s.revocation = format!("deny_list = {deny:?}\n");
+        s.revocation = format!("deny_list = {deny}\n", deny = toml(&deny));
         s.extra = format!(
-            "[[client_auth.issuer]]\nname = \"crl-issuing\"\ncertificate = {:?}\n\
-             [client_auth.issuer.revocation]\nsources = [\"crl\"]\ncrl_files = [{crl:?}]\n",
-            pki.path("issuing.pem")
+            "[[client_auth.issuer]]\nname = \"crl-issuing\"\ncertificate = {}\n\
+             [client_auth.issuer.revocation]\nsources = [\"crl\"]\ncrl_files = [{crl}]\n",
+            toml(&pki.path("issuing.pem")),
+            crl = toml(&crl)
         );
     })
     .await;

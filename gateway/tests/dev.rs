@@ -10,31 +10,22 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use spinegate::dev::{DevOptions, start};
 use spinegate_devpki::Manifest;
+use spinegate_testkit::tls::{ClientTls, card_from_pem_files, roots_from_pem_file};
 use support::{Client, within};
 
 fn client_for(manifest: &Manifest, user: Option<&str>) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(&manifest.server_ca).unwrap() {
-        roots.add(ca.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut config = match user.and_then(|name| manifest.user(name)) {
+    let tls = ClientTls::trusting(roots_from_pem_file(&manifest.server_ca).unwrap()).alpn(&[b"h2", b"http/1.1"]);
+    match user.and_then(|name| manifest.user(name)) {
         Some(u) => {
-            let chain = CertificateDer::pem_file_iter(u.cert.as_ref().unwrap()).unwrap().map(Result::unwrap).collect();
-            let key = PrivateKeyDer::from_pem_file(u.key.as_ref().unwrap()).unwrap();
-            builder.with_client_auth_cert(chain, key).unwrap()
+            let (chain, key) = card_from_pem_files(u.cert.as_ref().unwrap(), u.key.as_ref().unwrap()).unwrap();
+            tls.card(chain, key)
         }
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Arc::new(config)
+        None => tls,
+    }
+    .build()
 }
 
 async fn connect(manifest: &Manifest, user: &str) -> std::io::Result<Client> {

@@ -18,7 +18,7 @@ use spinegate_devpki::token::{KeyEndpoint, RoleSpec, TokenIssuer};
 use spinegate_devpki::{Ca, Issued, KeyKind, LeafSpec};
 use support::{
     AUDIENCE, CLINICIAN_AND_CLERK_ROLES, Client, Gw, ISSUER, Pki, Resp, SCOPED_ROUTES, client_config, handshake_alert,
-    within,
+    toml, within,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -56,7 +56,7 @@ jwks_url = "{jwks}"
 audiences = ["{AUDIENCE}"]
 
 [role_directory]
-file = {roles:?}
+file = {roles}
 poll_interval = "50ms"
 
 [authorization]
@@ -121,7 +121,8 @@ upstream = "html"
 [[route.rule]]
 methods = ["*"]
 organisation_scope = false
-"#
+"#,
+        roles = toml(roles)
     )
 }
 
@@ -140,13 +141,14 @@ impl World {
         let keys = KeyEndpoint::spawn("127.0.0.1:0".parse().unwrap(), issuer).await.unwrap();
         let audit = pki.path("audit.jsonl");
         let extra = format!(
-            "{}\n[audit]\nfile = {audit:?}\n",
-            config(&keys.jwks_url(), &roles, closed_port().await, html_upstream().await)
+            "{}\n[audit]\nfile = {audit}\n",
+            config(&keys.jwks_url(), &roles, closed_port().await, html_upstream().await),
+            audit = toml(&audit)
         );
         let gw = Gw::start(&pki, |s| {
             s.client_certificate = "request";
             s.rules = String::new();
-            s.revocation = format!("deny_list = {deny:?}\n");
+            s.revocation = format!("deny_list = {deny}\n", deny = toml(&deny));
             s.extra = extra;
         })
         .await;
@@ -786,7 +788,7 @@ async fn a_deployments_template_replaces_the_page_and_a_broken_one_is_refused_at
     std::fs::write(dir.join("page.html"), page).unwrap();
     let gw = Gw::start(&pki, |s| {
         s.client_certificate = "request";
-        s.extra = format!("[guidance]\ntemplate_dir = {dir:?}\nlanguage = \"cy\"\n");
+        s.extra = format!("[guidance]\ntemplate_dir = {dir}\nlanguage = \"cy\"\n", dir = toml(&dir));
     })
     .await;
     let ask = || async {

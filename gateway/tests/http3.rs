@@ -10,10 +10,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::{Request, StatusCode};
 use spinegate_devpki::Issued;
-use support::{Client, Gw, Pki, client_config, plain_request, within};
+use spinegate_testkit::h3::H3;
+use spinegate_testkit::tls::{ClientTls, quic};
+use support::{Client, Gw, Pki, client_config, plain_request, toml, within};
 
 const ADMIN_TOKEN: &str = "correct-horse-battery-staple";
 
@@ -22,92 +24,14 @@ async fn gateway(pki: &Pki, client_certificate: &'static str) -> Gw {
     let token = pki.write("admin-token", &format!("{ADMIN_TOKEN}\n"));
     Gw::start(pki, |s| {
         s.client_certificate = client_certificate;
-        s.revocation = format!("admin_token_file = {token:?}\n");
+        s.revocation = format!("admin_token_file = {token}\n", token = toml(&token));
         s.extra = "[listener.http3]\nmax_concurrent_streams = 16\n".to_owned();
     })
     .await
 }
 
-/// An HTTP/3 connection from a quinn client endpoint.
-struct H3 {
-    endpoint: quinn::Endpoint,
-    connection: quinn::Connection,
-    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
-    driver: tokio::task::JoinHandle<()>,
-}
-
-struct H3Resp {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: Bytes,
-}
-
-impl H3Resp {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn reason(&self) -> String {
-        self.json()["reason"].as_str().unwrap_or_default().to_owned()
-    }
-
-    fn received(&self, name: &str) -> Option<String> {
-        self.json()["received_headers"][name].as_str().map(str::to_owned)
-    }
-}
-
 fn quic_client(pki: &Pki, card: Option<&Issued>) -> quinn::ClientConfig {
-    let mut tls = Arc::unwrap_or_clone(client_config(pki, card, &[b"h3"]));
-    tls.alpn_protocols = vec![b"h3".to_vec()];
-    quic_client_from(Arc::new(tls))
-}
-
-fn quic_client_from(tls: Arc<rustls::ClientConfig>) -> quinn::ClientConfig {
-    quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap()))
-}
-
-impl H3 {
-    async fn connect(addr: SocketAddr, config: quinn::ClientConfig) -> Result<Self, String> {
-        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        endpoint.set_default_client_config(config);
-        let connection = endpoint
-            .connect(addr, "localhost")
-            .map_err(|e| e.to_string())?
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        let (mut driver, send) =
-            h3::client::new(h3_quinn::Connection::new(connection.clone())).await.map_err(|e| format!("h3: {e}"))?;
-        let driver = tokio::spawn(async move {
-            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-        });
-        Ok(Self { endpoint, connection, send, driver })
-    }
-
-    async fn request(&mut self, request: Request<()>, body: Option<Bytes>) -> Result<H3Resp, String> {
-        let mut stream = self.send.send_request(request).await.map_err(|e| format!("send: {e}"))?;
-        if let Some(body) = body {
-            stream.send_data(body).await.map_err(|e| format!("body: {e}"))?;
-        }
-        stream.finish().await.map_err(|e| format!("finish: {e}"))?;
-        let response = stream.recv_response().await.map_err(|e| format!("response: {e}"))?;
-        let mut body = Vec::new();
-        while let Some(mut chunk) = stream.recv_data().await.map_err(|e| format!("data: {e}"))? {
-            body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
-        }
-        Ok(H3Resp { status: response.status(), headers: response.headers().clone(), body: body.into() })
-    }
-
-    async fn get(&mut self, path: &str) -> Result<H3Resp, String> {
-        self.request(Request::get(format!("https://localhost{path}")).body(()).unwrap(), None).await
-    }
-}
-
-impl Drop for H3 {
-    fn drop(&mut self) {
-        self.driver.abort();
-        self.connection.close(0u32.into(), b"");
-        self.endpoint.close(0u32.into(), b"");
-    }
+    quic(client_config(pki, card, &[b"h3"]))
 }
 
 async fn deny(gw: &Gw, user: &str) {
@@ -214,17 +138,16 @@ async fn a_revocation_refuses_the_next_request_on_an_open_and_on_a_resumed_conne
     // One client configuration for every connection, so later ones resume the first's session;
     // the session store counts the tickets it hands out.
     let mut tls = Arc::unwrap_or_clone(client_config(&pki, Some(&alice), &[b"h3"]));
-    tls.alpn_protocols = vec![b"h3".to_vec()];
     let store = Arc::new(spinegate_devpki::tickets::TicketCounter::new(32));
     tls.resumption = rustls::client::Resumption::store(Arc::clone(&store) as _);
     let tls = Arc::new(tls);
 
-    let mut first = within(10, H3::connect(gw.addr, quic_client_from(Arc::clone(&tls)))).await.unwrap();
+    let mut first = within(10, H3::connect(gw.addr, quic(Arc::clone(&tls)))).await.unwrap();
     assert_eq!(within(10, first.get("/metadata")).await.unwrap().status, 200);
     // Let the client receive its session ticket, then open the second connection while alice
     // is still good.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut resumed = within(10, H3::connect(gw.addr, quic_client_from(Arc::clone(&tls)))).await.unwrap();
+    let mut resumed = within(10, H3::connect(gw.addr, quic(Arc::clone(&tls)))).await.unwrap();
     assert_eq!(store.offered(), 1, "the second connection offers the first one's session ticket");
     assert_eq!(within(10, resumed.get("/metadata")).await.unwrap().status, 200);
 
@@ -236,7 +159,7 @@ async fn a_revocation_refuses_the_next_request_on_an_open_and_on_a_resumed_conne
     }
     // A new connection that resumes the old session is refused too, at the handshake or at its
     // first request; it never reaches the upstream.
-    match within(10, H3::connect(gw.addr, quic_client_from(Arc::clone(&tls)))).await {
+    match within(10, H3::connect(gw.addr, quic(Arc::clone(&tls)))).await {
         Err(e) => assert!(!e.is_empty()),
         Ok(mut h3) => match within(10, h3.get("/Patient/9000000009")).await {
             Ok(r) => assert_eq!((r.status.as_u16(), r.reason()), (401, "certificate_revoked".to_owned())),
@@ -254,7 +177,7 @@ async fn shutdown_finishes_in_flight_http3_requests_and_closes_the_connection() 
     assert_eq!(within(10, h3.get("/metadata")).await.unwrap().status, 200);
 
     let slow = {
-        let mut send = h3.send.clone();
+        let mut send = h3.sender();
         tokio::spawn(async move {
             let request = Request::get("https://localhost/_demo/slow?ms=700").body(()).unwrap();
             let mut stream = send.send_request(request).await.map_err(|e| e.to_string())?;
@@ -277,7 +200,6 @@ async fn shutdown_finishes_in_flight_http3_requests_and_closes_the_connection() 
 
 #[tokio::test]
 async fn the_dev_world_serves_http3_on_its_gateway_port() {
-    use rustls::pki_types::pem::PemObject;
     let dir = tempfile::tempdir().unwrap();
     let options = spinegate::dev::DevOptions {
         dir: dir.path().to_path_buf(),
@@ -289,24 +211,12 @@ async fn the_dev_world_serves_http3_on_its_gateway_port() {
     assert!(manifest.h3);
     let port: u16 = manifest.gateway_url.rsplit(':').next().unwrap().parse().unwrap();
     let alice = manifest.user("alice").unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in rustls_pki_types::CertificateDer::pem_file_iter(&manifest.server_ca).unwrap() {
-        roots.add(ca.unwrap()).unwrap();
-    }
-    let chain = rustls_pki_types::CertificateDer::pem_file_iter(alice.cert.as_ref().unwrap())
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(alice.key.as_ref().unwrap()).unwrap();
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
-    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let roots = spinegate_testkit::tls::roots_from_pem_file(&manifest.server_ca).unwrap();
+    let (chain, key) =
+        spinegate_testkit::tls::card_from_pem_files(alice.cert.as_ref().unwrap(), alice.key.as_ref().unwrap()).unwrap();
+    let tls = ClientTls::trusting(roots).card(chain, key).alpn(&[b"h3"]).versions(&[&rustls::version::TLS13]).build();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut h3 = within(10, H3::connect(addr, quic_client_from(Arc::new(tls)))).await.unwrap();
+    let mut h3 = within(10, H3::connect(addr, quic(tls))).await.unwrap();
     let r = within(10, h3.get("/Patient/9000000009")).await.unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.received("nhsd-identity-uuid").as_deref(), Some(alice.user_id.as_str()));

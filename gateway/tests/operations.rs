@@ -17,7 +17,7 @@ use http::Request;
 use http_body_util::Full;
 use spinegate_devpki::LeafSpec;
 use spinegate_devpki::demo_service::DemoService;
-use support::{Client, Gw, Pki, Settings, client_config, within};
+use support::{Client, Gw, Pki, Settings, client_config, toml, within};
 
 /// The serial of the server certificate a new handshake gets.
 async fn server_serial(gw_addr: SocketAddr, pki: &Pki, card: &spinegate_devpki::Issued) -> Vec<u8> {
@@ -288,9 +288,8 @@ async fn readiness_follows_crl_freshness_and_the_drain() {
     std::fs::write(&crl, pki.issuing.crl(&spinegate_devpki::crl::CrlSpec::new(1)).unwrap()).unwrap();
     let gw = Gw::start(&pki, |s| {
         s.extra = format!(
-            "[[client_auth.issuer]]\nname = \"crl-issuing\"\ncertificate = {:?}\n[client_auth.issuer.revocation]\nsources = [\"crl\"]\ncrl_files = [{crl:?}]\n",
-            pki.path("issuing.pem")
-        );
+            "[[client_auth.issuer]]\nname = \"crl-issuing\"\ncertificate = {}\n[client_auth.issuer.revocation]\nsources = [\"crl\"]\ncrl_files = [{crl}]\n",
+            toml(&pki.path("issuing.pem")), crl = toml(&crl));
     })
     .await;
     assert_eq!(support::plain_get(gw.admin, "/readyz").await, (200, "ready\n".to_owned()));

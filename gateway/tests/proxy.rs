@@ -15,7 +15,7 @@ use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use spinegate_devpki::demo_service::DemoService;
 use spinegate_devpki::{Ca, Issued, KeyKind, LeafSpec};
-use support::{Client, Gw, Pki, client_config, within};
+use support::{Client, Gw, Pki, client_config, toml, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn alice_client(gw: &Gw, pki: &Pki, alpn: &[u8]) -> Client {
@@ -157,10 +157,10 @@ listen = "127.0.0.1:0"
 name = "test"
 listen = "127.0.0.1:0"
 [[listener.certificate]]
-cert = {:?}
-key = {:?}
+cert = {}
+key = {}
 [client_auth]
-trust_anchors = [{:?}]
+trust_anchors = [{}]
 [client_auth.revocation]
 sources = []
 [[upstream]]
@@ -174,9 +174,9 @@ upstream = "demo"
 methods = ["*"]
 organisation_scope = false
 "#,
-        pki.path("server.pem"),
-        pki.path("server.key"),
-        pki.path("root.pem"),
+        toml(&pki.path("server.pem")),
+        toml(&pki.path("server.key")),
+        toml(&pki.path("root.pem")),
         demo.addr()
     );
     let config = spinegate_config::parse(&text, None, pki.dir.path()).unwrap();
@@ -281,8 +281,7 @@ async fn tls_upstream_gets_the_gateways_client_certificate() {
         let gw = Gw::start(&pki, |s| {
             s.upstream_endpoints = vec![format!("https://127.0.0.1:{}", addr.port())];
             s.upstream_extra = format!(
-                "protocol = \"{protocol}\"\n[upstream.tls]\nca = [{ca:?}]\nclient_certificate = {cert:?}\nclient_key = {key:?}\nserver_name = \"spine-core.internal\"\n"
-            );
+                "protocol = \"{protocol}\"\n[upstream.tls]\nca = [{ca}]\nclient_certificate = {cert}\nclient_key = {key}\nserver_name = \"spine-core.internal\"\n", ca = toml(&ca), cert = toml(&cert), key = toml(&key));
         })
         .await;
         let mut client = alice_client(&gw, &pki, b"h2").await;
@@ -297,7 +296,8 @@ async fn tls_upstream_gets_the_gateways_client_certificate() {
     // Without the gateway's client certificate the upstream refuses the connection: 502.
     let gw = Gw::start(&pki, |s| {
         s.upstream_endpoints = vec![format!("https://127.0.0.1:{}", addr.port())];
-        s.upstream_extra = format!("[upstream.tls]\nca = [{ca:?}]\nserver_name = \"spine-core.internal\"\n");
+        s.upstream_extra =
+            format!("[upstream.tls]\nca = [{ca}]\nserver_name = \"spine-core.internal\"\n", ca = toml(&ca));
     })
     .await;
     let mut client = alice_client(&gw, &pki, b"h2").await;

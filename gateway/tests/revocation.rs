@@ -16,7 +16,7 @@ use rustls::HandshakeKind;
 use spinegate_devpki::crl::{CrlSpec, RevokedEntry};
 use spinegate_devpki::ocsp::OcspResponder;
 use spinegate_devpki::{Issued, KeyKind, LeafSpec};
-use support::{Client, Gw, Pki, client_config, handshake_alert, plain_request, tls_connect, within};
+use support::{Client, Gw, Pki, client_config, handshake_alert, plain_request, tls_connect, toml, within};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
@@ -261,14 +261,13 @@ fn gencrl(config: &Path, out: &Path) {
 }
 
 async fn crl_gateway(pki: &Pki, crl_files: &[&Path]) -> Gw {
-    let files = crl_files.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ");
+    let files = crl_files.iter().map(|p| toml(p)).collect::<Vec<_>>().join(", ");
     Gw::start(pki, |s| {
         s.certificate_problems("alert");
         s.revocation_policy = "sources = []".into();
         s.extra = format!(
-            "[[client_auth.issuer]]\nname = \"crl-issuing\"\ncertificate = {:?}\n[client_auth.issuer.revocation]\nsources = [\"crl\"]\ncrl_files = [{files}]\n",
-            pki.path("issuing.pem")
-        );
+            "[[client_auth.issuer]]\nname = \"crl-issuing\"\ncertificate = {}\n[client_auth.issuer.revocation]\nsources = [\"crl\"]\ncrl_files = [{files}]\n",
+            toml(&pki.path("issuing.pem")));
     })
     .await
 }
@@ -412,7 +411,11 @@ async fn deny_list_file_and_admin_endpoint_take_effect_on_open_connections() {
     std::fs::write(&deny, "# nobody yet\n").unwrap();
     let token_file = pki.write("admin-token", "correct-horse-battery-staple\n");
     let gw = Gw::start(&pki, |s| {
-        s.revocation = format!("deny_list = {deny:?}\nadmin_token_file = {token_file:?}\n");
+        s.revocation = format!(
+            "deny_list = {deny}\nadmin_token_file = {token_file}\n",
+            deny = toml(&deny),
+            token_file = toml(&token_file)
+        );
     })
     .await;
     let mut client = Client::connect(gw.addr, client_config(&pki, Some(&alice), &[b"h2"])).await.unwrap();
@@ -473,7 +476,10 @@ async fn resumed_session_of_a_revoked_certificate_is_refused() {
     let pki = Pki::new();
     let alice = pki.card("555000000001");
     let token_file = pki.write("admin-token", "correct-horse-battery-staple");
-    let gw = Gw::start(&pki, |s| s.revocation = format!("admin_token_file = {token_file:?}\n")).await;
+    let gw = Gw::start(&pki, |s| {
+        s.revocation = format!("admin_token_file = {token_file}\n", token_file = toml(&token_file))
+    })
+    .await;
     let config = client_config(&pki, Some(&alice), &[b"http/1.1"]);
     let mut first = Client::connect(gw.addr, Arc::clone(&config)).await.unwrap();
     assert_eq!(first.get("/metadata").await.unwrap().status, 200);

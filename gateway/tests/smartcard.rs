@@ -11,7 +11,8 @@ use http::Request;
 use http_body_util::Full;
 use rustls::HandshakeKind;
 use spinegate_devpki::{KeyKind, LeafSpec};
-use support::{Client, Gw, Pki, client_config, tls_connect, within};
+use spinegate_testkit::tls::ClientTls;
+use support::{Client, Gw, Pki, client_config, tls_connect, toml, within};
 
 #[tokio::test]
 async fn valid_smartcard_gets_200_and_upstream_sees_verified_identity() {
@@ -111,15 +112,11 @@ async fn tls12_and_rsa_smartcards_are_accepted() {
     let gw = Gw::start(&pki, |_| {}).await;
     let rsa_card = pki.issue(LeafSpec::smartcard("555000000009", "RSA", "Card").key(KeyKind::Rsa2048));
     let base = client_config(&pki, Some(&rsa_card), &[b"http/1.1"]);
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.tls_root.cert().clone()).unwrap();
-    let tls12 = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS12])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(rsa_card.chain.clone(), rsa_card.private_key())
-        .unwrap();
-    for config in [base, Arc::new(tls12)] {
+    let tls12 = ClientTls::trusting_ca(pki.tls_root.cert().clone())
+        .card(rsa_card.chain.clone(), rsa_card.private_key())
+        .versions(&[&rustls::version::TLS12])
+        .build();
+    for config in [base, tls12] {
         let tls = tls_connect(gw.addr, config).await.unwrap();
         let version = tls.get_ref().1.protocol_version();
         let mut client = Client::over(tls).await;
@@ -270,20 +267,22 @@ async fn server_certificate_is_chosen_by_sni_and_by_client_algorithms() {
         let cert = pki.write(&format!("{name}.pem"), &issued.chain_pem());
         let key = pki.write(&format!("{name}.key"), &issued.key_pem());
         certificates.push_str(&format!(
-            "[[listener.certificate]]\ncert = {cert:?}\nkey = {key:?}\nserver_names = [\"{sni}\"]\n"
+            "[[listener.certificate]]\ncert = {cert}\nkey = {key}\nserver_names = [\"{sni}\"]\n",
+            cert = toml(&cert),
+            key = toml(&key)
         ));
     }
     certificates.push_str(&format!(
-        "[[listener.certificate]]\ncert = {:?}\nkey = {:?}\n",
-        pki.path("server.pem"),
-        pki.path("server.key")
+        "[[listener.certificate]]\ncert = {}\nkey = {}\n",
+        toml(&pki.path("server.pem")),
+        toml(&pki.path("server.key"))
     ));
     let gw = Gw::start(&pki, |s| s.certificates = certificates).await;
     let alice = pki.card("555000000001");
 
     let leaf_for = |name: &'static str, schemes_rsa_only: bool| {
-        let config = client_config(&pki, Some(&alice), &[b"http/1.1"]);
-        let mut config = (*config).clone();
+        let mut tls =
+            ClientTls::trusting_ca(pki.tls_root.cert().clone()).card(alice.chain.clone(), alice.private_key());
         if schemes_rsa_only {
             // A client that can only verify RSA signatures must get the RSA certificate.
             let mut provider = rustls::crypto::aws_lc_rs::default_provider();
@@ -291,19 +290,13 @@ async fn server_certificate_is_chosen_by_sni_and_by_client_algorithms() {
                 all: provider.signature_verification_algorithms.all,
                 mapping: RSA_PSS_ONLY,
             };
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add(pki.tls_root.cert().clone()).unwrap();
-            config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_client_auth_cert(alice.chain.clone(), alice.private_key())
-                .unwrap();
+            tls = tls.provider(Arc::new(provider));
         }
+        let config = tls.alpn(&[b"http/1.1"]).build();
         let addr = gw.addr;
         async move {
             let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(rustls::pki_types::ServerName::try_from(name).unwrap(), tcp)
                 .await
                 .unwrap();
@@ -333,9 +326,8 @@ async fn identity_rule_is_chosen_per_issuing_ca() {
     let partner_path = pki.write("partner.pem", &partner.cert_pem());
     let gw = Gw::start(&pki, |s| {
         s.extra = format!(
-            "[[client_auth.issuer]]\nname = \"partner\"\ncertificate = {partner_path:?}\n\
-             [client_auth.issuer.identity]\nuser_id = \"subject_serial_number\"\nsubject_ou = \"\"\nsubject_o = \"partner\"\n"
-        );
+            "[[client_auth.issuer]]\nname = \"partner\"\ncertificate = {partner_path}\n\
+             [client_auth.issuer.identity]\nuser_id = \"subject_serial_number\"\nsubject_ou = \"\"\nsubject_o = \"partner\"\n", partner_path = toml(&partner_path));
     })
     .await;
     let subject = [

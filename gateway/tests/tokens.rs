@@ -13,7 +13,7 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 use spinegate_devpki::Issued;
 use spinegate_devpki::token::{KeyEndpoint, KeyEndpointMode, RoleSpec, TokenIssuer};
-use support::{Client, Gw, Pki, Resp, client_config, within};
+use support::{Client, Gw, Pki, Resp, care_identity, client_config, within};
 
 const ISSUER: &str = "https://ci.test/realms/Healthcare";
 const AUDIENCE: &str = "spinegate-test";
@@ -29,10 +29,7 @@ impl World {
         let pki = Pki::new();
         let issuer = Arc::new(Mutex::new(TokenIssuer::new(ISSUER).unwrap()));
         let keys = KeyEndpoint::spawn("127.0.0.1:0".parse().unwrap(), issuer).await.unwrap();
-        let issuer_block = format!(
-            "[[token_issuer]]\nname = \"care-identity\"\nissuer = \"{ISSUER}\"\njwks_url = \"{}\"\naudiences = [\"{AUDIENCE}\"]\n{issuer_extra}\n",
-            keys.jwks_url()
-        );
+        let issuer_block = format!("{}{issuer_extra}\n", care_identity(&keys.jwks_url()));
         let route_extra = route_extra.to_owned();
         let gw = Gw::start(&pki, |s| {
             s.client_certificate = "request";

@@ -17,9 +17,10 @@ use rustls::client::{ResolvesClientCert, Resumption};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::sign::{CertifiedKey, SigningKey};
-use rustls::{AlertDescription, ClientConfig, HandshakeKind, RootCertStore, SignatureScheme};
+use rustls::{AlertDescription, ClientConfig, HandshakeKind, SignatureScheme};
 use spinegate_devpki::population::Population;
 use spinegate_devpki::tickets::TicketCounter;
+use spinegate_testkit::tls::ClientTls;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
@@ -53,23 +54,9 @@ impl ClientBase {
         target: SocketAddr,
         server_name: &str,
     ) -> anyhow::Result<Self> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let pem_text =
-            std::fs::read_to_string(server_ca).with_context(|| format!("reading {}", server_ca.display()))?;
-        let mut roots = RootCertStore::empty();
-        for block in pem::parse_many(&pem_text).with_context(|| format!("{} is not PEM", server_ca.display()))? {
-            if block.tag() == "CERTIFICATE" {
-                roots
-                    .add(CertificateDer::from(block.into_contents()))
-                    .with_context(|| format!("a certificate in {} is unusable", server_ca.display()))?;
-            }
-        }
-        anyhow::ensure!(!roots.is_empty(), "{} holds no CA certificate", server_ca.display());
-        let base = ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .context("TLS versions")?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let provider = spinegate_testkit::tls::provider();
+        let roots = spinegate_testkit::tls::roots_from_pem_file(server_ca).map_err(anyhow::Error::msg)?;
+        let base = ClientTls::trusting(roots).provider(Arc::clone(&provider)).build().as_ref().clone();
         let server_name = ServerName::try_from(server_name.to_owned())
             .with_context(|| format!("{server_name:?} is not a DNS name or IP address"))?;
         let pool = population.file().key_pool;

@@ -12,7 +12,6 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use spinegate_authz::{RoleData, RoleSlot};
 use spinegate_config::Config;
@@ -84,14 +83,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 impl HttpsKeyFetch {
     /// A client trusting the CAs in `ca_files` for https URLs.
     pub(crate) fn new(ca_files: &[std::path::PathBuf], provider: &Arc<CryptoProvider>) -> Result<Self, MaterialError> {
-        let mut roots = RootCertStore::empty();
-        for path in ca_files {
-            for cert in material::certificates(path)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| MaterialError::BadCertificate { path: path.clone(), reason: e.to_string() })?;
-            }
-        }
+        let roots = material::ca_roots(ca_files)?;
         let tls = rustls::ClientConfig::builder_with_provider(Arc::clone(provider))
             .with_safe_default_protocol_versions()
             .expect("the aws-lc-rs provider supports the default versions")

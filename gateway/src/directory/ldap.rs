@@ -22,8 +22,8 @@ use ldap3::asn1::StructureTag;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, ResultEntry, Scope, SearchOptions};
 use metrics::Counter;
 use moka::sync::Cache;
+use rustls::ClientConfig;
 use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, RootCertStore};
 use spinegate_config::authz::RawLdapAttributes;
 use tokio::sync::Semaphore;
 
@@ -409,12 +409,7 @@ fn search_filter(template: &str, user_id: &str) -> String {
 
 fn client_config(cas: &[PathBuf], provider: &Arc<CryptoProvider>) -> Result<Arc<ClientConfig>, DirectorySetupError> {
     // Always set, even for plain ldap://: ldap3 would otherwise fall back to the system roots.
-    let mut roots = RootCertStore::empty();
-    for path in cas {
-        for cert in crate::material::certificates(path).map_err(|e| setup(e.to_string()))? {
-            roots.add(cert).map_err(|e| setup(format!("{}: not a usable CA certificate: {e}", path.display())))?;
-        }
-    }
+    let roots = crate::material::ca_roots(cas).map_err(|e| setup(e.to_string()))?;
     let config = ClientConfig::builder_with_provider(Arc::clone(provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| setup(format!("TLS client configuration: {e}")))?

@@ -177,13 +177,7 @@ fn client_tls(config: &Upstream, provider: &Arc<CryptoProvider>) -> Result<Clien
         // Plain endpoints never use it, but the connector type wants one.
         return Ok(builder.with_root_certificates(RootCertStore::empty()).with_no_client_auth());
     };
-    let mut roots = RootCertStore::empty();
-    for path in &tls.ca {
-        for cert in material::certificates(path)? {
-            roots.add(cert).map_err(|e| MaterialError::BadCertificate { path: path.clone(), reason: e.to_string() })?;
-        }
-    }
-    let builder = builder.with_root_certificates(roots);
+    let builder = builder.with_root_certificates(material::ca_roots(&tls.ca)?);
     match &tls.client_identity {
         None => Ok(builder.with_no_client_auth()),
         Some((cert, key)) => {

@@ -2,27 +2,25 @@
 //! front of the demo patient-data service, TLS clients with chosen certificates, and helpers to
 //! read TLS alerts and Prometheus counters.
 
-#![allow(dead_code, unreachable_pub)] // each test binary uses a different subset
+#![allow(dead_code, unreachable_pub, unused_imports)] // each test binary uses a different subset
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{AlertDescription, ClientConfig, RootCertStore};
+use rustls::ClientConfig;
+use rustls::pki_types::CertificateDer;
 use spinegate::clock::{Clock, ManualClock};
 use spinegate::{Gateway, Options};
 use spinegate_devpki::demo_service::DemoService;
+pub use spinegate_devpki::toml_path as toml;
 use spinegate_devpki::{Ca, Issued, KeyKind, LeafSpec};
+pub use spinegate_testkit::http::{Client, RawResp, Resp, handshake_alert, raw_http1, tls_connect};
+use spinegate_testkit::tls::ClientTls;
+pub use spinegate_testkit::within;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 /// A smartcard PKI (root -> issuing CA) and a TLS PKI for the gateway's server certificate,
 /// written to a temporary directory.
@@ -72,6 +70,17 @@ impl Pki {
     }
 }
 
+/// The `[[token_issuer]]` table of the tests' Care Identity service (issuer [`ISSUER`], audience
+/// [`AUDIENCE`]) with its key set at `jwks_url`.
+pub fn care_identity(jwks_url: &str) -> String {
+    format!(
+        "[[token_issuer]]\nname = \"care-identity\"\nissuer = {}\njwks_url = {}\naudiences = [{}]\n",
+        spinegate_devpki::toml_string(ISSUER),
+        spinegate_devpki::toml_string(jwks_url),
+        spinegate_devpki::toml_string(AUDIENCE)
+    )
+}
+
 /// A route rule admitting any authenticated user, whatever their role (for tests about
 /// something other than authorisation).
 pub const ANY_AUTHENTICATED: &str = "[[route.rule]]\nmethods = [\"*\"]\norganisation_scope = false\n";
@@ -105,9 +114,9 @@ impl Settings {
         };
         let certificates = if self.certificates.is_empty() {
             format!(
-                "[[listener.certificate]]\ncert = {:?}\nkey = {:?}\n",
-                pki.path("server.pem"),
-                pki.path("server.key")
+                "[[listener.certificate]]\ncert = {}\nkey = {}\n",
+                toml(&pki.path("server.pem")),
+                toml(&pki.path("server.key"))
             )
         } else {
             self.certificates.clone()
@@ -126,7 +135,7 @@ client_certificate = "{client_certificate}"
 {certificates}
 
 [client_auth]
-trust_anchors = [{root:?}]
+trust_anchors = [{root}]
 {client_auth_extra}
 
 [client_auth.revocation]
@@ -134,7 +143,7 @@ trust_anchors = [{root:?}]
 
 [[client_auth.issuer]]
 name = "test-issuing"
-certificate = {issuing:?}
+certificate = {issuing}
 
 [limits]
 {limits}
@@ -158,15 +167,15 @@ upstream = "demo"
             client_certificate = self.client_certificate,
             admin_extra = self.admin_extra,
             listener_extra = self.listener_extra,
-            root = pki.path("root.pem"),
-            issuing = pki.path("issuing.pem"),
+            root = toml(&pki.path("root.pem")),
+            issuing = toml(&pki.path("issuing.pem")),
             client_auth_extra = self.client_auth_extra,
             revocation_policy = self.revocation_policy,
             revocation = self.revocation,
             limits = self.limits,
             upstream_extra = self.upstream_extra,
             extra = self.extra,
-            rules = self.rules,
+            rules = self.rules
         )
     }
 }
@@ -279,140 +288,17 @@ pub async fn plain_request(
 
 /// Client TLS settings: trusts the test TLS root, presents `card` when given.
 pub fn client_config(pki: &Pki, card: Option<&Issued>, alpn: &[&[u8]]) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots.add(pki.tls_root.cert().clone()).unwrap();
-    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut config = match card {
-        Some(card) => builder.with_client_auth_cert(card.chain.clone(), card.private_key()).unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Arc::new(config)
+    let tls = ClientTls::trusting_ca(pki.tls_root.cert().clone()).alpn(alpn);
+    match card {
+        Some(card) => tls.card(card.chain.clone(), card.private_key()),
+        None => tls,
+    }
+    .build()
 }
 
 /// Client settings presenting an arbitrary chain and key.
 pub fn client_config_with_chain(pki: &Pki, chain: Vec<CertificateDer<'static>>, card: &Issued) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots.add(pki.tls_root.cert().clone()).unwrap();
-    let mut config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, card.private_key())
-        .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(config)
-}
-
-pub async fn tls_connect(addr: SocketAddr, config: Arc<ClientConfig>) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    TlsConnector::from(config).connect(ServerName::try_from("localhost").unwrap(), tcp).await
-}
-
-/// The alert the gateway sent, if the handshake (or, in TLS 1.3, the first read after it) failed.
-/// In TLS 1.3 the client finishes before the server has judged its certificate, so the refusal
-/// arrives on the first read.
-pub async fn handshake_alert(addr: SocketAddr, config: Arc<ClientConfig>) -> Option<AlertDescription> {
-    let mut tls = match tls_connect(addr, config).await {
-        Ok(tls) => tls,
-        Err(e) => return alert_of(&e),
-    };
-    if let Err(e) = tls.write_all(b"GET /metadata HTTP/1.1\r\nhost: localhost\r\n\r\n").await {
-        return alert_of(&e);
-    }
-    let mut buf = [0u8; 512];
-    match tls.read(&mut buf).await {
-        Ok(_) => None,
-        Err(e) => alert_of(&e),
-    }
-}
-
-fn alert_of(e: &std::io::Error) -> Option<AlertDescription> {
-    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
-        rustls::Error::AlertReceived(alert) => Some(*alert),
-        _ => None,
-    }
-}
-
-/// A response with its body read.
-#[derive(Debug)]
-pub struct Resp {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Resp {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    /// A header the demo service received, from its `received_headers`.
-    pub fn received(&self, name: &str) -> Option<String> {
-        self.json()["received_headers"][name].as_str().map(str::to_owned)
-    }
-}
-
-/// An HTTP/1.1 or HTTP/2 client on one TLS connection (by negotiated ALPN).
-pub enum Client {
-    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
-    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
-}
-
-impl Client {
-    pub async fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> std::io::Result<Self> {
-        let tls = tls_connect(addr, config).await?;
-        Ok(Self::over(tls).await)
-    }
-
-    pub async fn over(tls: TlsStream<TcpStream>) -> Self {
-        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        let io = TokioIo::new(tls);
-        if h2 {
-            let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
-            tokio::spawn(conn);
-            Self::H2(send)
-        } else {
-            let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-            tokio::spawn(conn);
-            Self::H1(send)
-        }
-    }
-
-    pub async fn get(&mut self, path: &str) -> Result<Resp, hyper::Error> {
-        self.send(Request::get(path).body(Full::default()).unwrap()).await
-    }
-
-    pub async fn send(&mut self, mut request: Request<Full<Bytes>>) -> Result<Resp, hyper::Error> {
-        let uri: http::Uri = format!("https://localhost{}", request.uri()).parse().unwrap();
-        let response = match self {
-            Self::H1(send) => {
-                if !request.headers().contains_key(http::header::HOST) {
-                    request.headers_mut().insert(http::header::HOST, "localhost".parse().unwrap());
-                }
-                *request.uri_mut() = uri.path_and_query().unwrap().as_str().parse().unwrap();
-                send.ready().await?;
-                send.send_request(request).await?
-            }
-            Self::H2(send) => {
-                *request.uri_mut() = uri;
-                *request.version_mut() = http::Version::HTTP_2;
-                send.ready().await?;
-                send.send_request(request).await?
-            }
-        };
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await?.to_bytes();
-        Ok(Resp { status: parts.status, headers: parts.headers, body })
-    }
-}
-
-/// Runs `f` with a deadline so a hang fails the test instead of stalling CI.
-pub async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), f).await.expect("timed out")
+    ClientTls::trusting_ca(pki.tls_root.cert().clone()).card(chain, card.private_key()).alpn(&[b"http/1.1"]).build()
 }
 
 /// The Care Identity issuer the token tests configure.
@@ -511,74 +397,4 @@ pub fn frank(extra_rx2: &[&str]) -> String {
         clinician("555000000006", "555254242106", "RX1"),
         rx2.join(", ")
     )
-}
-
-/// A response read off the wire by [`raw_http1`].
-#[derive(Debug)]
-pub struct RawResp {
-    pub status: u16,
-    /// Header lines as sent, names lower-cased.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl RawResp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    /// The problem+json reason, or the demo service's echo of what it received.
-    pub fn reason(&self) -> Option<String> {
-        self.json()["reason"].as_str().map(str::to_owned)
-    }
-}
-
-/// Sends `head` (request line and header lines, without the final blank line) byte for byte over
-/// TLS as HTTP/1.1 — nothing normalises it on the way, as a client library would — with
-/// `connection: close` added, and reads the whole response.
-pub async fn raw_http1(addr: SocketAddr, config: Arc<ClientConfig>, head: &str) -> RawResp {
-    let mut tls = tls_connect(addr, config).await.unwrap();
-    let request = format!("{head}\r\nconnection: close\r\n\r\n");
-    tls.write_all(request.as_bytes()).await.unwrap();
-    let mut bytes = Vec::new();
-    // A close_notify-less close is fine here: the response is complete when the server closes.
-    let _ = within(10, tls.read_to_end(&mut bytes)).await;
-    parse_http1(&bytes)
-}
-
-fn parse_http1(bytes: &[u8]) -> RawResp {
-    let split = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| {
-        panic!("no complete response head: {:?}", String::from_utf8_lossy(bytes));
-    });
-    let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut body = bytes[split + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked")) {
-        body = dechunk(&body);
-    }
-    RawResp { status, headers, body }
-}
-
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).split(';').next().unwrap().trim(), 16)
-            .unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let start = eol + 2;
-        out.extend_from_slice(&rest[start..(start + size).min(rest.len())]);
-        rest = &rest[(start + size + 2).min(rest.len())..];
-    }
-    out
 }
