@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use spinegate::dev::{DevOptions, start as start_dev};
+use spinegate::serve::Hangup;
 use spinegate::{Gateway, Options};
 use spinegate_config::LogFormat;
 
@@ -69,11 +70,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { config } => {
+            // Before anything else, so a SIGHUP during start-up reloads instead of ending the process.
+            let hangup = Hangup::listen();
             let parsed = spinegate_config::load(&config)?;
             init_tracing(&parsed.log.level, parsed.log.format);
             let gateway = Gateway::start(parsed, Options::default()).await?;
             // SIGHUP, or a change to the file or the material it names, reloads.
-            gateway.watch(config);
+            gateway.watch(config, hangup);
             shutdown_signal().await;
             gateway.shutdown(Duration::from_secs(30)).await;
             Ok(())

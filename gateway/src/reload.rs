@@ -258,9 +258,44 @@ pub(crate) fn watched(path: &Path, config: Option<&Config>) -> Watched {
     Watched { files, file_dirs, dirs }
 }
 
+/// SIGHUP, listened for from the moment this is made. `spinegate run` makes it before start-up:
+/// a hangup that arrives while the listeners open is then neither fatal (the default action of
+/// SIGHUP is to end the process) nor lost (it reloads once the watch starts).
+#[derive(Debug)]
+pub struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    /// Starts listening for SIGHUP (a no-op off Unix). Must run inside a tokio runtime.
+    pub fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .inspect_err(|e| tracing::warn!(error = %e, "SIGHUP cannot be handled; reload by editing the files"))
+                .ok();
+            Self { signal }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// The next SIGHUP; never, if there is none to listen for.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = self.signal.as_mut()
+            && signal.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending().await
+    }
+}
+
 /// Reloads from `path` on SIGHUP and whenever a file it depends on changes (changes within a
 /// quarter second are taken together), until `stopped`.
-pub(crate) async fn watch(shared: Arc<Shared>, path: PathBuf, mut stopped: watch::Receiver<bool>) {
+pub(crate) async fn watch(shared: Arc<Shared>, path: PathBuf, mut hangup: Hangup, mut stopped: watch::Receiver<bool>) {
     let (events, mut changed) = mpsc::unbounded_channel::<()>();
     let concerns = Arc::new(std::sync::RwLock::new(Watched::default()));
     let filter = Arc::clone(&concerns);
@@ -297,21 +332,10 @@ pub(crate) async fn watch(shared: Arc<Shared>, path: PathBuf, mut stopped: watch
     };
     rewatch(&mut watcher, spinegate_config::load(&path).ok().as_ref());
 
-    #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
-        #[cfg(unix)]
-        let hup = async {
-            match hangup.as_mut() {
-                Some(h) => h.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hup = std::future::pending::<Option<()>>();
         let trigger = tokio::select! {
             _ = stopped.changed() => return,
-            Some(()) = hup => Trigger::Signal,
+            () = hangup.recv() => Trigger::Signal,
             Some(()) = changed.recv() => {
                 // Let a burst of events (an editor's save, a symlink swap) settle.
                 tokio::time::sleep(Duration::from_millis(250)).await;

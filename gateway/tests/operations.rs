@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use http::Request;
 use http_body_util::Full;
+use spinegate::serve::Hangup;
 use spinegate_devpki::LeafSpec;
 use spinegate_devpki::demo_service::DemoService;
 use support::{Client, Gw, Pki, Settings, client_config, toml, within};
@@ -44,7 +45,7 @@ async fn certificates_and_policy_swap_under_load_without_a_failed_request() {
     let pki = Pki::new();
     let gw = Gw::start(&pki, |_| {}).await;
     let config = pki.write("spinegate.toml", &gw.text);
-    gw.gateway.watch(config.clone());
+    gw.gateway.watch(config.clone(), Hangup::listen());
     let card = Arc::new(pki.card("555000000001"));
     let before = server_serial(gw.addr, &pki, &card).await;
 
@@ -113,7 +114,7 @@ async fn a_broken_configuration_is_refused_and_the_last_good_one_keeps_serving()
     let pki = Pki::new();
     let gw = Gw::start(&pki, |_| {}).await;
     let config = pki.write("spinegate.toml", &gw.text);
-    gw.gateway.watch(config.clone());
+    gw.gateway.watch(config.clone(), Hangup::listen());
     let card = pki.card("555000000001");
     let mut client = Client::connect(gw.addr, client_config(&pki, Some(&card), &[b"h2"])).await.unwrap();
     let errors = "spinegate_config_reloads_total{trigger=\"file\",result=\"error\"}";
@@ -379,7 +380,7 @@ async fn files_written_beside_the_configuration_do_not_reload_it() {
     let pki = Pki::new();
     let gw = Gw::start(&pki, |_| {}).await;
     let config = pki.write("spinegate.toml", &gw.text);
-    gw.gateway.watch(config.clone());
+    gw.gateway.watch(config.clone(), Hangup::listen());
     let reloads = "spinegate_config_reloads_total{trigger=\"file\",result=\"ok\"}";
     // Give the watcher time to start, then write an audit log and a log file beside the config,
     // as `spinegate dev` and many deployments do.

@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::clock::{Clock, SystemClock};
 use crate::metrics as m;
 use crate::peer::Cache;
+pub use crate::reload::Hangup;
 use crate::reload::{ReloadError, Trigger};
 use crate::runtime::{BuildError, Runtime, Services, Shared};
 use crate::tls::{self, ResumptionState};
@@ -182,9 +183,10 @@ impl Gateway {
         crate::reload::reload_from(&self.shared, path, Trigger::Api).await
     }
 
-    /// Reloads from `path` on SIGHUP and when it, or a file it names, changes, until shutdown.
-    pub fn watch(&self, path: std::path::PathBuf) {
-        tokio::spawn(crate::reload::watch(Arc::clone(&self.shared), path, self.stop.subscribe()));
+    /// Reloads from `path` on `hangup` (SIGHUP) and when it, or a file it names, changes, until
+    /// shutdown.
+    pub fn watch(&self, path: std::path::PathBuf, hangup: Hangup) {
+        tokio::spawn(crate::reload::watch(Arc::clone(&self.shared), path, hangup, self.stop.subscribe()));
     }
 
     /// The audit log (tests flush it before reading the file).
