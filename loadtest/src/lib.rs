@@ -20,6 +20,7 @@
 //! - [`expect`]: what each user must get, and judging it.
 //! - [`client`]: rustls client settings per session, connections, requests.
 //! - [`session`]: one session, login to last call.
+//! - [`options`]: what a run is asked to do.
 //! - [`mod@run`]: the open-loop driver, progress line, CPU sampling.
 //! - [`stats`]: histograms, counters, the timeline.
 //! - [`procstat`]: server CPU time and memory from `/proc`.
@@ -31,6 +32,7 @@ pub mod cli;
 pub mod client;
 pub mod expect;
 pub mod mix;
+pub mod options;
 pub mod plot;
 pub mod procstat;
 pub mod report;
@@ -41,5 +43,6 @@ pub mod serve;
 pub mod session;
 pub mod stats;
 
+pub use options::RunOptions;
 pub use report::Report;
-pub use run::{RunOptions, run};
+pub use run::run;

@@ -11,7 +11,8 @@ use spinegate_devpki::population::{
 
 use super::{Cli, Command, ConfigArgs, PopulationArgs, RunArgs, ServeArgs};
 use crate::mix::{parse_mix, parse_protocols};
-use crate::run::{RunOptions, run};
+use crate::options::RunOptions;
+use crate::run::run;
 use crate::schedule::{Schedule, Shape};
 use crate::session::SessionShape;
 

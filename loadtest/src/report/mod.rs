@@ -8,8 +8,8 @@ use serde::Serialize;
 use spinegate_devpki::population::Population;
 
 use crate::mix::UserFilter;
+use crate::options::RunOptions;
 use crate::procstat::{Machine, Memory};
-use crate::run::RunOptions;
 use crate::schedule::{Arrivals, Shape};
 use crate::stats::{ClassTally, Counts, Recorder, Second, Summary, per_core_second, round3};
 
