@@ -10,40 +10,35 @@
 //! crate stays free of cryptography; `spinegate check-config` runs both steps.
 //!
 //! ## Layout
+//! - `section/`: one file per section of the file (`admin`, `listener`, `client_auth`, …), each
+//!   with the section as written, validated, the validation between them, and its tests.
+//! - `syntax`: what every section's parsing shares (the error context, [`raw::HumanDuration`]).
+//! - `config`: the whole file, composed of the sections; [`load`] and [`parse`] order their
+//!   validation.
 //! - [`error`]: [`ConfigError`] with its location.
-//! - [`raw`]: the file as written.
-//! - [`model`]: the validated configuration.
+//! - [`raw`]: the file as written, every section's raw structs under one name.
+//! - [`model`]: the validated configuration, every section's types under one name.
 //! - [`authz`]: authorisation settings (rules, role directory, audit, identity assertion).
 //! - [`guidance`]: what refusal pages and the identity page tell people.
-//! - `validate`: raw -> model.
 //! - [`lint`]: warnings about settings that load but deserve a second look.
 
 pub mod authz;
+mod config;
 pub mod error;
 pub mod guidance;
 pub mod lint;
 pub mod model;
 pub mod raw;
-mod validate;
+mod section;
+mod syntax;
 
 pub use authz::{Audit, Authorization, IdentityAssertion, Ldap, MethodSet, RoleDirectory, Rule};
+pub use config::{load, parse};
 pub use error::{ConfigError, Location};
 pub use guidance::{Contact, ContactKind, Guidance, PageText};
 pub use lint::lint;
 pub use model::*;
 
-use std::path::Path;
-
-/// Reads and validates a configuration file.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    parse(&text, Some(path), base)
-}
-
-/// Validates configuration text. `origin` names the file in errors; relative paths in the text are
-/// resolved against `base`.
-pub fn parse(text: &str, origin: Option<&Path>, base: &Path) -> Result<Config, ConfigError> {
-    validate::validate(text, origin, base)
-}
+// What the sections' unit tests share: a minimal file and parsing it as if installed.
+#[cfg(test)]
+mod testing;

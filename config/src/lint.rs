@@ -1,15 +1,18 @@
 //! Warnings about a configuration that loads but deserves a second look: printed by
 //! `spinegate check-config`, logged at start and on every reload. Rules that cannot do what they
-//! seem to (see the authorization section's lint), and the risky settings that remain
+//! seem to (each route's, from the `rule` section), and the risky settings that remain
 //! deliberate choices: a plain LDAP role directory, an upstream given the client's `Host`, and
 //! a public route whose prefix overlaps a protected one.
 
-use crate::authz::RoleDirectory;
-use crate::model::{Config, HostHeader, Route};
+use crate::config::Config;
+use crate::section::role_directory::RoleDirectory;
+use crate::section::route::Route;
+use crate::section::rule;
+use crate::section::upstream::HostHeader;
 
 /// Every warning for `config`.
 pub fn lint(config: &Config) -> Vec<String> {
-    let mut warnings = crate::authz::lint_rules(config);
+    let mut warnings: Vec<String> = config.routes.iter().flat_map(|r| rule::lint(&r.name, &r.rules)).collect();
     if let RoleDirectory::Ldap(ldap) = &config.role_directory
         && ldap.url.starts_with("ldap://")
         && !ldap.starttls
@@ -62,7 +65,7 @@ fn prefixes_overlap(a: &Route, b: &Route) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::validate::tests::MINIMAL;
+    use crate::testing::MINIMAL;
 
     fn warnings(extra: &str) -> Vec<String> {
         let text = format!("{MINIMAL}\n{extra}");

@@ -51,25 +51,14 @@ fn full_example_sets_every_section_away_from_nothing() {
 /// an option added to the schema but not documented in full.toml.
 #[test]
 fn full_example_mentions_every_option() {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/full.toml")).unwrap();
-    let src =
-        |name: &str| std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(name)).unwrap();
-    // raw.rs, and the as-written half of authz.rs (its validated structs are not file keys).
-    let authz = src("authz.rs");
-    let authz_raw = authz.split("// Validated").next().unwrap();
-    assert!(authz_raw.len() < authz.len(), "authz.rs lost its `// Validated` marker");
-    let guidance = src("guidance.rs");
-    let guidance_raw = guidance.split("// Validated").next().unwrap();
-    assert!(guidance_raw.len() < guidance.len(), "guidance.rs lost its `// Validated` marker");
-    let raw = format!("{}\n{authz_raw}\n{guidance_raw}", src("raw.rs"));
-    // Fields of the raw structs: `pub name: Type,` lines.
-    let fields: Vec<&str> = raw
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("pub "))
-        .filter_map(|l| l.split_once(':').map(|(name, _)| name))
-        .filter(|name| name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
-        .collect();
-    assert!(fields.len() > 40, "found only {} fields; did raw.rs change shape?", fields.len());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("examples/full.toml")).unwrap();
+    let mut sources = Vec::new();
+    rust_files(&root.join("src"), &mut sources);
+    let (structs, fields) = raw_struct_fields(&sources);
+    // The whole file and every section as written: `RawConfig`, `RawAdmin`, … `RawPage`.
+    assert!(structs > 25, "found only {structs} Raw structs; did the sections change shape?");
+    assert!(fields.len() > 100, "found only {} raw fields; did the sections change shape?", fields.len());
     for field in fields {
         let as_key = format!("\n{field} =");
         let as_table = format!("[{field}]");
@@ -80,4 +69,36 @@ fn full_example_mentions_every_option() {
             "option `{field}` is not shown in config/examples/full.toml"
         );
     }
+}
+
+/// Every `.rs` file under `dir`, read.
+fn rust_files(dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(std::fs::read_to_string(&path).unwrap());
+        }
+    }
+}
+
+/// The number of `pub struct Raw… {` blocks in `sources`, and the names of their `pub name: Type`
+/// fields: the keys the file may hold (the validated structs are not file keys).
+fn raw_struct_fields(sources: &[String]) -> (usize, Vec<String>) {
+    let (mut structs, mut fields) = (0, Vec::new());
+    for source in sources {
+        let mut inside = false;
+        for line in source.lines() {
+            if !inside {
+                inside = line.starts_with("pub struct Raw") && line.ends_with('{');
+                structs += usize::from(inside);
+            } else if line == "}" {
+                inside = false;
+            } else if let Some((name, _)) = line.trim().strip_prefix("pub ").and_then(|l| l.split_once(':')) {
+                fields.push(name.to_owned());
+            }
+        }
+    }
+    (structs, fields)
 }

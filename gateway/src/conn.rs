@@ -44,24 +44,25 @@ pub struct Conn {
     pub remote: SocketAddr,
     /// The client certificate, when one was presented.
     pub peer: Option<Peer>,
-    /// Activity, for the timers and drain.
-    pub activity: Activity,
+    /// Its traffic, for the timers and drain.
+    pub traffic: Traffic,
     /// Signalled when a response decided the connection must close.
     pub close: Notify,
     /// `Alt-Svc` for this connection's responses (TCP listeners that also serve HTTP/3).
     pub alt_svc: Option<HeaderValue>,
 }
 
-/// Requests started and in flight, and the last activity, of a connection.
+/// A connection's traffic: when it opened, requests started and in flight, and when it was last
+/// active (for the first-request and idle timers and the drain). Not an RBAC activity.
 #[derive(Debug)]
-pub struct Activity {
+pub struct Traffic {
     opened: Instant,
     started: AtomicU64,
     in_flight: AtomicUsize,
     last_millis: AtomicU64,
 }
 
-impl Default for Activity {
+impl Default for Traffic {
     fn default() -> Self {
         Self {
             opened: Instant::now(),
@@ -116,7 +117,7 @@ impl CloseReason {
     }
 }
 
-impl Activity {
+impl Traffic {
     fn touch(&self) {
         let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_millis.store(ms, Ordering::Relaxed);
@@ -153,16 +154,16 @@ pub fn timer_tick(first_request: Duration, idle: Duration) -> Duration {
 
 /// A request in flight on a connection, for as long as it lives.
 #[derive(Debug)]
-pub struct InFlight<'a>(&'a Activity);
+pub struct InFlight<'a>(&'a Traffic);
 
 impl<'a> InFlight<'a> {
     /// Marks a request as begun.
-    pub fn begin(activity: &'a Activity) -> Self {
-        activity.started.fetch_add(1, Ordering::Relaxed);
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        activity.touch();
+    pub fn begin(traffic: &'a Traffic) -> Self {
+        traffic.started.fetch_add(1, Ordering::Relaxed);
+        traffic.in_flight.fetch_add(1, Ordering::Relaxed);
+        traffic.touch();
         metrics::gauge!(m::REQUESTS_IN_FLIGHT).increment(1.0);
-        Self(activity)
+        Self(traffic)
     }
 }
 
@@ -311,13 +312,13 @@ mod tests {
 
     #[test]
     fn a_connection_without_any_request_expires_after_the_first_request_bound() {
-        let activity = Activity { opened: Instant::now() - Duration::from_secs(11), ..Activity::default() };
+        let traffic = Traffic { opened: Instant::now() - Duration::from_secs(11), ..Traffic::default() };
         assert_eq!(
-            activity.expired(Duration::from_secs(10), Duration::from_secs(300)),
+            traffic.expired(Duration::from_secs(10), Duration::from_secs(300)),
             Some(CloseReason::FirstRequestTimeout)
         );
-        assert_eq!(activity.expired(Duration::from_secs(20), Duration::from_secs(300)), None);
-        let _request = InFlight::begin(&activity);
-        assert_eq!(activity.expired(Duration::from_secs(10), Duration::from_secs(1)), None, "busy is not idle");
+        assert_eq!(traffic.expired(Duration::from_secs(20), Duration::from_secs(300)), None);
+        let _request = InFlight::begin(&traffic);
+        assert_eq!(traffic.expired(Duration::from_secs(10), Duration::from_secs(1)), None, "busy is not idle");
     }
 }

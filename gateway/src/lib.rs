@@ -14,7 +14,6 @@
 //! - [`conn`]: a client connection: who is on it, what it is doing, the timers bounding it.
 //! - `pipeline`: one request as named phases (admission, endpoints, route, authenticate,
 //!   authorise, audit, forward, respond).
-//! - `canonical`: the request target (path, authority, origin) in the one form it is judged in.
 //! - `auth`: who a request acts as, and the gateway's side of bearer tokens.
 //! - [`directory`]: smartcard users' role profiles (file, LDAP).
 //! - `routing`, `proxy`: the route table, upstream clusters, the header contract, request bodies.
@@ -32,12 +31,10 @@ mod assertion;
 mod audit;
 mod auth;
 mod body;
-mod canonical;
 pub mod clock;
 pub mod conn;
 pub mod dev;
 pub mod directory;
-mod guidance;
 pub mod identity;
 pub mod material;
 pub mod metrics;

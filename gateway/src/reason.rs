@@ -1,10 +1,10 @@
 //! Every failure that ends a request becomes a [`Reason`] here, by a `From` impl: certificate
-//! failures, a connection's refused certificate, an unusable request target, and upstream
-//! exchange failures. (Bearer-token refusals map in `spinegate_token`, which owns their type.) The reasons themselves — codes, statuses and the
-//! rest — are one table in `spinegate_vocab::reason`; how a reason is answered is
-//! [`crate::guidance::respond`].
+//! failures, a connection's refused certificate, and upstream exchange failures. (Bearer-token
+//! refusals map in `spinegate_token` and unusable request targets in `spinegate_canonical`: the
+//! orphan rule puts the impl beside the error type.) The reasons themselves — codes, statuses and
+//! the rest — are one table in `spinegate_vocab::reason`; how a reason is answered is
+//! `spinegate_guidance::response`.
 
-use crate::canonical::TargetError;
 use crate::peer::PeerRefusal;
 use crate::proxy::ForwardError;
 use crate::trust::CertFailure;
@@ -37,16 +37,6 @@ impl From<&PeerRefusal> for Reason {
         match refusal {
             PeerRefusal::Certificate(failure) => Reason::from(failure),
             PeerRefusal::RevocationUnknown => Reason::RevocationUnavailable,
-        }
-    }
-}
-
-/// A request target that cannot be made canonical.
-impl From<TargetError> for Reason {
-    fn from(e: TargetError) -> Self {
-        match e {
-            TargetError::Path(_) => Reason::InvalidPath,
-            TargetError::Authority(_) => Reason::InvalidHost,
         }
     }
 }

@@ -11,10 +11,10 @@
 //! finish on the one they started with), retires cached chains only if the trust material
 //! changed, and hands the revocation checker its new policies, CRL files and deny-list file.
 //!
-//! Listener and admin addresses, HTTP/3 endpoint settings, connection limits, token settings and issuers, the audit log,
-//! logging and the chain-cache and revocation-cache options are start-up settings
-//! ([`restart_only`]); a reload that changes listeners is refused, a change to the others is
-//! applied everywhere else and logged as waiting for a restart.
+//! Listener and admin addresses, HTTP/3 endpoint settings, connection limits, token settings and
+//! issuers, the audit log, logging and the chain-cache and revocation-cache options are start-up
+//! settings ([`restart_needed`]); a reload that changes listeners is refused, a change to the
+//! others is logged as waiting for a restart while everything else is applied.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -113,21 +113,24 @@ fn record(shared: &Shared, trigger: Trigger, error: Option<&ReloadError>) {
     }
 }
 
-/// The settings a reload does not apply, by name, each with a rendering that differs whenever
-/// the setting does (compared with the running process's to warn that a restart is needed).
-pub(crate) fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
-    vec![
-        ("admin", format!("{:?}", config.admin)),
-        ("limits.max_connections", config.limits.max_connections.to_string()),
-        ("tokens", format!("{:?}", config.tokens)),
-        ("token_issuer", format!("{:?}", config.token_issuers)),
-        ("chain_cache", format!("{:?}", config.chain_cache)),
-        ("revocation.options", format!("{:?}", config.revocation.options)),
-        ("revocation.admin_token_file", format!("{:?}", config.revocation.admin_token_file)),
-        ("audit", format!("{:?}", config.audit)),
-        ("log", format!("{:?}", config.log)),
-        ("listener.http3", format!("{:?}", config.listeners.iter().map(|l| &l.http3).collect::<Vec<_>>())),
-    ]
+/// The start-up settings (see the module documentation) that differ between `started`, the
+/// configuration the process started with, and `config`: a reload applies everything else and
+/// logs these as waiting for a restart.
+pub(crate) fn restart_needed(started: &Config, config: &Config) -> Vec<&'static str> {
+    let http3 = |c: &Config| c.listeners.iter().map(|l| l.http3.clone()).collect::<Vec<_>>();
+    let changes = [
+        ("admin", started.admin != config.admin),
+        ("limits.max_connections", started.limits.max_connections != config.limits.max_connections),
+        ("tokens", started.tokens != config.tokens),
+        ("token_issuer", started.token_issuers != config.token_issuers),
+        ("chain_cache", started.chain_cache != config.chain_cache),
+        ("revocation.options", started.revocation.options != config.revocation.options),
+        ("revocation.admin_token_file", started.revocation.admin_token_file != config.revocation.admin_token_file),
+        ("audit", started.audit != config.audit),
+        ("log", started.log != config.log),
+        ("listener.http3", http3(started) != http3(config)),
+    ];
+    changes.into_iter().filter_map(|(name, changed)| changed.then_some(name)).collect()
 }
 
 /// Builds everything `config` needs, then commits it all at once.
@@ -163,10 +166,7 @@ async fn apply(shared: &Shared, config: &Config) -> Result<(), ReloadError> {
     {
         tracing::warn!("{warning}");
     }
-    let waiting: Vec<&str> = {
-        let started = shared.restart_only.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        started.iter().zip(restart_only(config)).filter(|(old, new)| old.1 != new.1).map(|(old, _)| old.0).collect()
-    };
+    let waiting = restart_needed(&shared.started, config);
     if !waiting.is_empty() {
         tracing::warn!(settings = ?waiting, "these settings changed and take effect only on restart");
     }
@@ -227,30 +227,8 @@ pub(crate) fn watched(path: &Path, config: Option<&Config>) -> Watched {
     let mut files: Vec<&Path> = vec![path];
     let mut file_dirs = BTreeSet::new();
     if let Some(config) = config {
-        for listener in &config.listeners {
-            for certificate in &listener.certificates {
-                files.push(&certificate.cert);
-                files.push(&certificate.key);
-            }
-        }
-        files.extend(config.client_auth.trust_anchors.iter().map(PathBuf::as_path));
-        files.extend(config.client_auth.intermediates.iter().map(PathBuf::as_path));
-        files.extend(config.client_auth.issuers.iter().map(|i| i.certificate.as_path()));
-        for upstream in &config.upstreams {
-            if let Some(tls) = &upstream.tls {
-                files.extend(tls.ca.iter().map(PathBuf::as_path));
-                if let Some((cert, key)) = &tls.client_identity {
-                    files.push(cert);
-                    files.push(key);
-                }
-            }
-        }
-        if let Some(assertion) = &config.identity_assertion {
-            files.push(&assertion.key);
-            files.extend(assertion.previous_keys.iter().map(PathBuf::as_path));
-        }
-        // The guidance templates are the files in this directory: an edited page reloads.
-        file_dirs.extend(config.guidance.template_dir.iter().map(|d| absolute(d)));
+        files.extend(config.files());
+        file_dirs.extend(config.file_dirs().into_iter().map(absolute));
     }
     let files: BTreeSet<PathBuf> = files.into_iter().map(absolute).collect();
     let mut dirs: BTreeSet<PathBuf> = files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect();
@@ -367,5 +345,48 @@ mod tests {
             assert!(!watched.concerns(&dir.join(other)), "{other}");
         }
         assert!(!watched.concerns(Path::new("/var/log/spinegate.toml")));
+    }
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            r#"
+[[listener]]
+name = "clinical"
+listen = "127.0.0.1:8443"
+[[listener.certificate]]
+cert = "server.pem"
+key = "server.key"
+[client_auth]
+trust_anchors = ["root.pem"]
+[[upstream]]
+name = "pds"
+endpoints = ["http://127.0.0.1:9000"]
+[[route]]
+name = "patient"
+path_prefix = "/Patient/"
+upstream = "pds"
+{extra}"#
+        );
+        spinegate_config::parse(&text, None, Path::new("/etc/spinegate")).unwrap()
+    }
+
+    #[test]
+    fn a_reload_names_exactly_the_start_up_settings_that_changed() {
+        let started = config("");
+        assert!(restart_needed(&started, &started.clone()).is_empty());
+        // Routes, trust material and rules apply on reload: nothing waits.
+        let routes = config("[[route]]\nname = \"other\"\npath_prefix = \"/Other/\"\nupstream = \"pds\"\n");
+        assert!(restart_needed(&started, &routes).is_empty());
+        let changed = config("[log]\nlevel = \"debug\"\n[revocation]\nfetch_timeout = \"9s\"\n");
+        assert_eq!(restart_needed(&started, &changed), ["revocation.options", "log"]);
+    }
+
+    #[test]
+    fn the_files_the_configuration_names_are_watched() {
+        let config = config("");
+        let watched = watched(Path::new("/etc/spinegate/spinegate.toml"), Some(&config));
+        for file in ["spinegate.toml", "server.pem", "server.key", "root.pem"] {
+            assert!(watched.concerns(&Path::new("/etc/spinegate").join(file)), "{file}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use spinegate_config::Config;
 use spinegate_revocation::checker::{Answer, Observer};
 use spinegate_revocation::fetch::HttpFetcher;
-use spinegate_revocation::issuer::Issuer;
+use spinegate_revocation::issuer::IssuingCa;
 use spinegate_revocation::{Policies, Revocation, Source, Status};
 
 use crate::clock::Clock;
@@ -22,7 +22,7 @@ pub(crate) fn policies(config: &Config) -> Result<Policies, MaterialError> {
     let mut issuers = HashMap::new();
     for issuer in &config.client_auth.issuers {
         let der = material::certificates(&issuer.certificate)?.remove(0);
-        let ca = Issuer::from_cert_der(&der)
+        let ca = IssuingCa::from_cert_der(&der)
             .map_err(|e| MaterialError::BadCertificate { path: issuer.certificate.clone(), reason: e.to_string() })?;
         issuers.insert(ca.id(), (Arc::new(ca), Arc::new(issuer.revocation.clone())));
     }

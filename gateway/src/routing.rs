@@ -2,8 +2,8 @@
 
 use spinegate_config::{PathParameters, Route};
 
-use crate::canonical::{PathError, RequestTarget};
 use spinegate_authz::{CompiledRule, Policy};
+use spinegate_canonical::{PathError, RequestTarget};
 
 /// A route ready to match.
 #[derive(Clone, Debug)]
@@ -129,7 +129,7 @@ fn prefix_matches(prefix: &str, path: &str, case: Case) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::canonical::CanonicalAuthority;
+    use spinegate_canonical::CanonicalAuthority;
 
     fn route(name: &str, host: Option<&str>, prefix: &str, upstream: usize) -> Route {
         Route {
@@ -165,7 +165,7 @@ mod tests {
     /// The route name for `host` and raw `path`, or the refusal.
     fn resolve(t: &RouteTable, host: Option<&str>, path: &str) -> Result<Option<String>, PathError> {
         let target = RequestTarget {
-            path: crate::canonical::CanonicalPath::parse(path)?,
+            path: spinegate_canonical::CanonicalPath::parse(path)?,
             query: None,
             authority: host.map(|h| CanonicalAuthority::parse(h).unwrap()),
         };
@@ -178,7 +178,7 @@ mod tests {
         r.organisation_segment = std::num::NonZeroUsize::new(2);
         let t = RouteTable::new(&[r], &policy());
         let target = RequestTarget {
-            path: crate::canonical::CanonicalPath::parse("/Organization/A81001/Patient").unwrap(),
+            path: spinegate_canonical::CanonicalPath::parse("/Organization/A81001/Patient").unwrap(),
             query: None,
             authority: None,
         };

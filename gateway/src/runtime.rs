@@ -22,7 +22,6 @@ use crate::audit::Audit;
 use crate::auth::tokens::Tokens;
 use crate::clock::Clock;
 use crate::directory::{Directory, DirectorySetupError};
-use crate::guidance::{Guidance, GuidanceError};
 use crate::material::MaterialError;
 use crate::peer::Cache;
 use crate::proxy::Cluster;
@@ -31,6 +30,7 @@ use crate::proxy::headers::HeaderFilter;
 use crate::routing::RouteTable;
 use crate::tls::{self, QuicConfig, ResumptionState, verifier::ClientVerifier};
 use crate::trust::TrustStore;
+use spinegate_guidance::{Guidance, GuidanceError};
 
 /// One listener as a configuration makes it: what its connections need to know, and the TLS
 /// (and QUIC) configuration new handshakes use.
@@ -126,8 +126,9 @@ pub struct Shared {
     pub admin_token: Option<Vec<u8>>,
     /// The settings the role directory was built from.
     pub directory_config: Mutex<spinegate_config::RoleDirectory>,
-    /// The start-up-only settings the gateway runs with (`reload::restart_only`).
-    pub restart_only: Mutex<Vec<(&'static str, String)>>,
+    /// The configuration the process started with: a reload compares its start-up settings
+    /// with this (`reload::restart_needed`).
+    pub started: Config,
     /// How the last reload went.
     pub reload_status: Mutex<ReloadStatus>,
     /// HTTP/3 endpoints, which a reload hands the new TLS configuration.

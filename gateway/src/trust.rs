@@ -11,7 +11,7 @@ use spinegate_config::{ClientAuth, EkuPolicy, IdentityRule, RevocationDepth};
 use std::collections::HashMap;
 
 use spinegate_revocation::IssuerId;
-use spinegate_revocation::issuer::{Issuer, Subject};
+use spinegate_revocation::issuer::{IssuingCa, Subject};
 use webpki::{EndEntityCert, KeyUsage};
 
 use crate::identity::{self, CertIdentity, IdentityError};
@@ -151,7 +151,7 @@ struct KnownIssuer {
 pub struct TrustStore {
     anchors: Vec<TrustAnchor<'static>>,
     /// Every CA the configuration names (anchors, intermediates, issuers), for revocation.
-    known_cas: HashMap<IssuerId, Arc<Issuer>>,
+    known_cas: HashMap<IssuerId, Arc<IssuingCa>>,
     intermediates: Vec<CertificateDer<'static>>,
     issuers: Vec<KnownIssuer>,
     default_rule: IdentityRule,
@@ -302,13 +302,13 @@ impl TrustStore {
         let mut known_cas = HashMap::new();
         for anchor in &anchors {
             let subject = DistinguishedName::in_sequence(anchor.subject.as_ref());
-            if let Ok(ca) = Issuer::new(subject.as_ref(), webpki::spki_for_anchor(anchor).as_ref()) {
+            if let Ok(ca) = IssuingCa::new(subject.as_ref(), webpki::spki_for_anchor(anchor).as_ref()) {
                 known_cas.insert(ca.id(), Arc::new(ca));
             }
         }
         let mut intermediates = material.intermediates;
         for der in &intermediates {
-            if let Ok(ca) = Issuer::from_cert_der(der) {
+            if let Ok(ca) = IssuingCa::from_cert_der(der) {
                 known_cas.insert(ca.id(), Arc::new(ca));
             }
         }
@@ -316,7 +316,7 @@ impl TrustStore {
         for (index, (name, der, rule)) in material.issuers.into_iter().enumerate() {
             let (_, parsed) = x509_parser::parse_x509_certificate(&der)
                 .map_err(|e| TrustError::Issuer { index, reason: e.to_string() })?;
-            let ca = Issuer::new(parsed.subject().as_raw(), parsed.public_key().raw)
+            let ca = IssuingCa::new(parsed.subject().as_raw(), parsed.public_key().raw)
                 .map_err(|e| TrustError::Issuer { index, reason: e.to_string() })?;
             issuers.push(KnownIssuer { id: ca.id(), name: name.into(), rule });
             known_cas.insert(ca.id(), Arc::new(ca));
@@ -423,7 +423,7 @@ impl TrustStore {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
         usage: KeyUsage,
-    ) -> Result<Arc<Issuer>, CertFailure> {
+    ) -> Result<Arc<IssuingCa>, CertFailure> {
         self.validate(end_entity, intermediates, now, usage, false).map(|p| p.leaf_issuer)
     }
 
@@ -522,18 +522,18 @@ impl TrustStore {
 
     /// A CA of a verified path, by certificate: from configuration when known, else described
     /// from the certificate the client sent.
-    fn ca_for_cert(&self, der: &CertificateDer<'_>) -> Result<Arc<Issuer>, CertFailure> {
+    fn ca_for_cert(&self, der: &CertificateDer<'_>) -> Result<Arc<IssuingCa>, CertFailure> {
         let (_, cert) =
             x509_parser::parse_x509_certificate(der).map_err(|_| CertFailure::Malformed(webpki::Error::BadDer))?;
         self.ca_for_spki(cert.public_key().raw, Some(cert.subject().as_raw()))
     }
 
-    fn ca_for_spki(&self, spki: &[u8], subject: Option<&[u8]>) -> Result<Arc<Issuer>, CertFailure> {
+    fn ca_for_spki(&self, spki: &[u8], subject: Option<&[u8]>) -> Result<Arc<IssuingCa>, CertFailure> {
         if let Some(ca) = self.known_cas.get(&issuer_id(spki)) {
             return Ok(Arc::clone(ca));
         }
         let subject = subject.ok_or(CertFailure::Malformed(webpki::Error::BadDer))?;
-        Issuer::new(subject, spki).map(Arc::new).map_err(|_| CertFailure::Malformed(webpki::Error::BadDer))
+        IssuingCa::new(subject, spki).map(Arc::new).map_err(|_| CertFailure::Malformed(webpki::Error::BadDer))
     }
 
     fn identity(&self, leaf_der: &CertificateDer<'_>, path: ValidPath) -> Result<CertIdentity, CertFailure> {
@@ -581,7 +581,7 @@ impl TrustStore {
 
 /// What path validation established, for identity and revocation.
 struct ValidPath {
-    leaf_issuer: Arc<Issuer>,
+    leaf_issuer: Arc<IssuingCa>,
     ca_subjects: Vec<Arc<Subject>>,
     /// The earliest notAfter of the path's intermediate CAs.
     cas_not_after: Option<u64>,

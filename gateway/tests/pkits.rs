@@ -34,7 +34,7 @@ use spinegate_config::{ClientAuth, EkuPolicy, IdentityRule, RevocationDepth, Rev
 use spinegate_devpki::corpus::{self, Exceptions, Tally};
 use spinegate_revocation::checker::NoObserver;
 use spinegate_revocation::fetch::{Fetch, FetchError, FetchRequest};
-use spinegate_revocation::issuer::Issuer;
+use spinegate_revocation::issuer::IssuingCa;
 use spinegate_revocation::{Options, Policies, Policy, Revocation, Source, Status, UnknownStatus};
 use webpki::KeyUsage;
 
@@ -320,11 +320,11 @@ async fn evaluate(
 
     let revocation = revocation(time);
     let mut installed = Vec::new();
-    let root_issuer = Arc::new(Issuer::from_cert_der(root).expect("the PKITS anchor describes an issuer"));
+    let root_issuer = Arc::new(IssuingCa::from_cert_der(root).expect("the PKITS anchor describes an issuer"));
     let root_crls = crls.iter().filter(|crl| crl.name == ROOT_CRL);
     install(&revocation, &root_issuer, root_crls, &mut installed).await;
     for ca in &cas {
-        let issuer = Arc::new(Issuer::from_cert_der(&ca.der).expect("a PKITS CA certificate describes an issuer"));
+        let issuer = Arc::new(IssuingCa::from_cert_der(&ca.der).expect("a PKITS CA certificate describes an issuer"));
         install(&revocation, &issuer, crls.iter().filter(|crl| crl.belongs_to(ca)), &mut installed).await;
     }
 
@@ -353,7 +353,7 @@ fn revocation(time: UnixTime) -> Arc<Revocation> {
 /// Installs `files` as CRLs of `issuer`, noting each outcome: a refused CRL is data for the case.
 async fn install(
     revocation: &Arc<Revocation>,
-    issuer: &Arc<Issuer>,
+    issuer: &Arc<IssuingCa>,
     files: impl Iterator<Item = &CrlFile>,
     installed: &mut Vec<String>,
 ) {

@@ -21,7 +21,7 @@ use spinegate_revocation::checker::NoObserver;
 use spinegate_revocation::crl::Crl;
 use spinegate_revocation::deny::DenyEntry;
 use spinegate_revocation::fetch::{Fetch, FetchError, FetchRequest};
-use spinegate_revocation::issuer::{Issuer, Subject};
+use spinegate_revocation::issuer::{IssuingCa, Subject};
 use spinegate_revocation::{OcspMethod, OcspSettings, Options, Policies, Policy, Revocation, Source, Status};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -74,7 +74,7 @@ fn big_crl(ca: &Ca) -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let ca = Arc::new(Ca::root("Bench CA", KeyKind::EcdsaP256).unwrap());
-    let issuer = Arc::new(Issuer::from_cert_der(ca.cert()).unwrap());
+    let issuer = Arc::new(IssuingCa::from_cert_der(ca.cert()).unwrap());
     let leaf = ca.issue(&LeafSpec::smartcard("555000000001", "A", "B").key(KeyKind::EcdsaP256)).unwrap();
     let subject = Arc::new(Subject::from_cert_der(&leaf.cert, Arc::clone(&issuer)).unwrap());
     let now = UnixTime::now();

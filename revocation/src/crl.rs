@@ -14,7 +14,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::time::ASN1Time;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use crate::issuer::{Issuer, distribution_point_urls};
+use crate::issuer::{IssuingCa, distribution_point_urls};
 use crate::signature::{self, SignatureError};
 use crate::{IssuerId, Serial, tlv};
 
@@ -130,7 +130,7 @@ fn malformed(what: &str) -> CrlError {
 
 impl Crl {
     /// Parses `der`, checks it was issued and signed by `issuer`, and indexes its entries.
-    pub fn parse(der: &[u8], issuer: &Issuer) -> Result<Self, CrlError> {
+    pub fn parse(der: &[u8], issuer: &IssuingCa) -> Result<Self, CrlError> {
         let (_, list, rest) = tlv::expect(der, 0x30).ok_or_else(|| malformed("not a SEQUENCE"))?;
         if !rest.is_empty() {
             return Err(malformed("trailing data"));

@@ -13,7 +13,7 @@ use crate::{CertId, IssuerId, Serial};
 /// An issuing CA as OCSP and CRL checks need it: its name and key, and their hashes for OCSP
 /// CertIDs, computed once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Issuer {
+pub struct IssuingCa {
     id: IssuerId,
     subject_der: Box<[u8]>,
     spki_der: Box<[u8]>,
@@ -31,7 +31,7 @@ pub enum IssuerError {
     Malformed(String),
 }
 
-impl Issuer {
+impl IssuingCa {
     /// From the issuer's subject Name and SubjectPublicKeyInfo, both as complete DER.
     pub fn new(subject_der: &[u8], spki_der: &[u8]) -> Result<Self, IssuerError> {
         let (_, spki) = SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| IssuerError::Malformed(e.to_string()))?;
@@ -84,10 +84,10 @@ impl Issuer {
 /// A certificate whose revocation status is asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subject {
-    /// Issuer and serial.
+    /// Issuing CA and serial.
     pub cert: CertId,
     /// Its issuer.
-    pub issuer: Arc<Issuer>,
+    pub issuer: Arc<IssuingCa>,
     /// OCSP responders from the Authority Information Access extension (`http:` only).
     pub ocsp_urls: Vec<String>,
     /// CRL distribution points to fetch (`http:` full names only).
@@ -113,7 +113,7 @@ pub enum SubjectError {
 
 impl Subject {
     /// Reads serial, AIA and CDP from a certificate issued by `issuer`.
-    pub fn from_cert_der(der: &[u8], issuer: Arc<Issuer>) -> Result<Self, SubjectError> {
+    pub fn from_cert_der(der: &[u8], issuer: Arc<IssuingCa>) -> Result<Self, SubjectError> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| SubjectError::Malformed(e.to_string()))?;
         Self::from_parsed(&cert, issuer)
     }
@@ -121,7 +121,7 @@ impl Subject {
     /// [`Subject::from_cert_der`] for a certificate the caller has already parsed.
     pub fn from_parsed(
         cert: &x509_parser::certificate::X509Certificate<'_>,
-        issuer: Arc<Issuer>,
+        issuer: Arc<IssuingCa>,
     ) -> Result<Self, SubjectError> {
         let serial = Serial::from_der_bytes(cert.raw_serial())?;
         let mut ocsp_urls = Vec::new();

@@ -17,7 +17,7 @@
 //!
 //! ## Layout
 //! - [`status`]: [`CertId`], [`Serial`], [`Status`].
-//! - [`issuer`]: [`issuer::Issuer`] (name, key, CertID hashes) and [`issuer::Subject`] (what is
+//! - [`issuer`]: [`issuer::IssuingCa`] (name, key, CertID hashes) and [`issuer::Subject`] (what is
 //!   checked: serial, issuer, AIA and CDP URLs).
 //! - [`policy`]: [`Policy`] per CA and its parts.
 //! - [`ocsp`]: requests and response validation.

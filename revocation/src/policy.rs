@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::IssuerId;
-use crate::issuer::Issuer;
+use crate::issuer::IssuingCa;
 use crate::ocsp::CertIdHash;
 
 /// A place a revocation answer can come from.
@@ -110,7 +110,7 @@ pub struct Policies {
     /// For CAs without their own.
     pub default: Arc<Policy>,
     /// Per configured issuing CA, with the CA itself (CRL files and URLs are checked against it).
-    pub issuers: HashMap<IssuerId, (Arc<Issuer>, Arc<Policy>)>,
+    pub issuers: HashMap<IssuerId, (Arc<IssuingCa>, Arc<Policy>)>,
 }
 
 impl Policies {

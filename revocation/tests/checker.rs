@@ -15,7 +15,7 @@ use spinegate_devpki::{Ca, Issued, KeyKind, LeafSpec};
 use spinegate_revocation::checker::NoObserver;
 use spinegate_revocation::deny::DenyEntry;
 use spinegate_revocation::fetch::{Fetch, FetchError, FetchRequest};
-use spinegate_revocation::issuer::{Issuer, Subject};
+use spinegate_revocation::issuer::{IssuingCa, Subject};
 use spinegate_revocation::{
     AnswerSource, OcspMethod, OcspSettings, Options, Policies, Policy, Revocation, Source, Status, UnknownStatus,
 };
@@ -95,7 +95,7 @@ fn world_with(options: Options, sources: Vec<Source>, unknown: UnknownStatus) ->
             &LeafSpec::smartcard("555000000001", "A", "B").key(KeyKind::EcdsaP256).ocsp_url(OCSP_URL).crl_url(CRL_URL),
         )
         .unwrap();
-    let issuer = Arc::new(Issuer::from_cert_der(ca.cert()).unwrap());
+    let issuer = Arc::new(IssuingCa::from_cert_der(ca.cert()).unwrap());
     let subject = Arc::new(Subject::from_cert_der(&leaf.cert, Arc::clone(&issuer)).unwrap());
     assert_eq!(subject.ocsp_urls, vec![OCSP_URL.to_owned()]);
     assert_eq!(subject.crl_urls, vec![CRL_URL.to_owned()]);

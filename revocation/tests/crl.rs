@@ -7,14 +7,14 @@ use spinegate_devpki::crl::{CrlSpec, RevokedEntry};
 use spinegate_devpki::{Ca, KeyKind, LeafSpec};
 use spinegate_revocation::Serial;
 use spinegate_revocation::crl::{Crl, CrlError, CrlVerdict, Partition};
-use spinegate_revocation::issuer::{Issuer, Subject};
+use spinegate_revocation::issuer::{IssuingCa, Subject};
 
 const SKEW: Duration = Duration::from_secs(300);
 const MAX_AGE: Duration = Duration::from_secs(3600);
 
-fn ca() -> (Ca, Arc<Issuer>) {
+fn ca() -> (Ca, Arc<IssuingCa>) {
     let ca = Ca::root("CRL Test CA", KeyKind::EcdsaP256).unwrap();
-    let issuer = Arc::new(Issuer::from_cert_der(ca.cert()).unwrap());
+    let issuer = Arc::new(IssuingCa::from_cert_der(ca.cert()).unwrap());
     (ca, issuer)
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rustls_pki_types::UnixTime;
 use spinegate_devpki::ocsp::{CertState, error_response, respond};
 use spinegate_devpki::{Ca, Issued, KeyKind, LeafSpec};
-use spinegate_revocation::issuer::{Issuer, Subject};
+use spinegate_revocation::issuer::{IssuingCa, Subject};
 use spinegate_revocation::ocsp::{CertIdHash, OcspCertStatus, OcspError, OcspRequest, evaluate};
 use time::OffsetDateTime;
 
@@ -21,7 +21,7 @@ fn world() -> World {
     let root = Ca::root("OCSP Test Root", KeyKind::EcdsaP256).unwrap();
     let ca = root.intermediate("OCSP Test Issuing", KeyKind::EcdsaP256).unwrap();
     let leaf = ca.issue(&LeafSpec::smartcard("555000000001", "A", "B").key(KeyKind::EcdsaP256)).unwrap();
-    let issuer = Arc::new(Issuer::from_cert_der(ca.cert()).unwrap());
+    let issuer = Arc::new(IssuingCa::from_cert_der(ca.cert()).unwrap());
     let subject = Subject::from_cert_der(&leaf.cert, issuer).unwrap();
     World { ca, leaf, subject }
 }

@@ -23,7 +23,7 @@ use der::{Decode, Encode};
 use rustls_pki_types::UnixTime;
 use spinegate_devpki::corpus::{self, Exceptions, Tally};
 use spinegate_devpki::{Ca, KeyKind, LeafSpec};
-use spinegate_revocation::issuer::{Issuer, Subject};
+use spinegate_revocation::issuer::{IssuingCa, Subject};
 use spinegate_revocation::ocsp::{CertIdHash, OcspAnswer, OcspCertStatus, OcspError, OcspRequest, evaluate};
 use spinegate_revocation::{CertId, Serial};
 use time::OffsetDateTime;
@@ -310,7 +310,7 @@ struct Run {
 static UNRELATED: LazyLock<Subject> = LazyLock::new(|| {
     let ca = Ca::root("Unrelated OCSP Vector CA", KeyKind::EcdsaP256).expect("devpki makes a CA");
     let leaf = ca.issue(&LeafSpec::smartcard("555000000001", "Vector", "Nobody")).expect("devpki issues");
-    let issuer = Arc::new(Issuer::from_cert_der(ca.cert()).expect("a devpki CA describes an issuer"));
+    let issuer = Arc::new(IssuingCa::from_cert_der(ca.cert()).expect("a devpki CA describes an issuer"));
     Subject::from_cert_der(&leaf.cert, issuer).expect("a devpki certificate is a subject")
 });
 
@@ -400,7 +400,7 @@ fn impostors(dir: &Path, file: &str, run: &mut Run) {
     let key = Ca::root("Impostor", KeyKind::EcdsaP256).expect("devpki makes a CA");
     let (_, key_cert) = x509_parser::parse_x509_certificate(key.cert()).expect("devpki certificates parse");
     for (index, name) in names.iter().enumerate() {
-        let Ok(impostor) = Issuer::new(name, key_cert.public_key().raw) else { continue };
+        let Ok(impostor) = IssuingCa::new(name, key_cert.public_key().raw) else { continue };
         let issuer = Arc::new(impostor);
         let subject = serial_subject(issuer, serial.clone());
         let got = match judged(&response, &subject, UnixTime::now(), CertIdHash::Sha1) {
@@ -573,11 +573,11 @@ fn got(judged: &Result<Result<OcspAnswer, OcspError>, String>) -> Got {
     }
 }
 
-fn issuer(dir: &Path, file: &str) -> Arc<Issuer> {
-    Arc::new(Issuer::from_cert_der(&read(dir, file)).unwrap_or_else(|e| panic!("{file}: {e}")))
+fn issuer(dir: &Path, file: &str) -> Arc<IssuingCa> {
+    Arc::new(IssuingCa::from_cert_der(&read(dir, file)).unwrap_or_else(|e| panic!("{file}: {e}")))
 }
 
-fn subject(dir: &Path, issuer: &Arc<Issuer>, who: Who) -> Subject {
+fn subject(dir: &Path, issuer: &Arc<IssuingCa>, who: Who) -> Subject {
     match who {
         Who::Cert(file) => {
             Subject::from_cert_der(&read(dir, file), Arc::clone(issuer)).unwrap_or_else(|e| panic!("{file}: {e}"))
@@ -589,7 +589,7 @@ fn subject(dir: &Path, issuer: &Arc<Issuer>, who: Who) -> Subject {
 }
 
 /// A certificate of `issuer` known by its serial alone; OCSP reads nothing else of a subject.
-fn serial_subject(issuer: Arc<Issuer>, serial: Serial) -> Subject {
+fn serial_subject(issuer: Arc<IssuingCa>, serial: Serial) -> Subject {
     Subject { cert: CertId { issuer: issuer.id(), serial }, issuer, ..UNRELATED.clone() }
 }
 

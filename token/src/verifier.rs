@@ -78,7 +78,7 @@ impl From<&TokenError> for spinegate_vocab::Reason {
 
 /// One configured issuer.
 #[derive(Debug)]
-struct Issuer {
+struct TrustedIssuer {
     name: Arc<str>,
     rules: Rules,
     allowed: Vec<Alg>,
@@ -87,7 +87,7 @@ struct Issuer {
 
 /// Verifies bearer tokens and logout tokens for every configured issuer.
 pub struct TokenVerifier<X = ()> {
-    issuers: Vec<Arc<Issuer>>,
+    issuers: Vec<Arc<TrustedIssuer>>,
     cache: moka::sync::Cache<u64, Arc<Cached<X>>>,
     /// Secret seed of the cache index hash, fresh per process.
     seed: u64,
@@ -150,7 +150,7 @@ impl<X: Default + Send + Sync + 'static> TokenVerifier<X> {
                     t.jwks,
                     Arc::clone(&observer),
                 ));
-                Arc::new(Issuer {
+                Arc::new(TrustedIssuer {
                     name,
                     rules: Rules {
                         issuer: t.issuer.as_str().into(),
@@ -272,7 +272,7 @@ impl<X: Default + Send + Sync + 'static> TokenVerifier<X> {
         usage: TokenUse,
         payload: &json::Object<'_>,
         now: u64,
-    ) -> Result<(&Arc<Issuer>, u64), TokenError> {
+    ) -> Result<(&Arc<TrustedIssuer>, u64), TokenError> {
         let iss = payload.get("iss").and_then(json::Json::as_str).ok_or(ClaimError::Missing("iss".into()))?;
         let issuer = self.issuers.iter().find(|i| &*i.rules.issuer == iss).ok_or(TokenError::UnknownIssuer)?;
         let unverified = jose::decode(token, &issuer.allowed, self.limits)?;
@@ -325,7 +325,7 @@ impl<X: Default + Send + Sync + 'static> TokenVerifier<X> {
         self.issuers.iter().map(|i| (Arc::clone(&i.name), i.jwks.age(now))).collect()
     }
 
-    fn issuer_by_name(&self, name: &str) -> Option<&Arc<Issuer>> {
+    fn issuer_by_name(&self, name: &str) -> Option<&Arc<TrustedIssuer>> {
         self.issuers.iter().find(|i| &*i.name == name)
     }
 }

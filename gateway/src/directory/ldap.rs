@@ -43,7 +43,7 @@ const MAX_ENTRIES: i32 = 1000;
 /// delay for a role change.
 const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
-type Answer = Result<Arc<DirectoryEntry>, DirectoryError>;
+type LookupResult = Result<Arc<DirectoryEntry>, DirectoryError>;
 
 /// LDAP role directory: cached, coalesced, pooled (see the module documentation).
 pub struct LdapDirectory {
@@ -54,7 +54,7 @@ struct Inner {
     source: Source,
     cache: Cache<UserId, Arc<DirectoryEntry>>,
     /// Searches in progress, by user: concurrent lookups of one user share one search.
-    flights: Arc<SingleFlight<UserId, Answer>>,
+    flights: Arc<SingleFlight<UserId, LookupResult>>,
     /// Resolved at the first lookup, not in `new`: the gateway installs the metrics recorder
     /// after building the directory, and resolving a counter per lookup costs a registry search
     /// and an allocation on the hit path.
@@ -195,7 +195,7 @@ impl fmt::Debug for Password {
 impl Inner {
     /// One search for `user`, run as its own task (a lookup that goes away does not cancel it
     /// for the others waiting); the answer is cached before the flight lands.
-    async fn search(self: Arc<Self>, user: UserId) -> Answer {
+    async fn search(self: Arc<Self>, user: UserId) -> LookupResult {
         let source = &self.source;
         let started = Instant::now();
         let answer = match tokio::time::timeout(source.timeout, source.fetch(&user)).await {

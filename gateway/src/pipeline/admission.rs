@@ -8,9 +8,9 @@ use spinegate_vocab::Reason;
 
 use super::context::RequestCtx;
 use crate::body::RequestBody;
-use crate::canonical::RequestTarget;
 use crate::conn::Conn;
 use crate::runtime::Runtime;
+use spinegate_canonical::RequestTarget;
 
 /// The most bytes of a refused path an audit record keeps.
 const MAX_AUDITED_PATH: usize = 512;

@@ -10,11 +10,11 @@ use spinegate_vocab::Reason;
 
 use super::context::RequestCtx;
 use crate::auth::Principal;
-use crate::canonical::RequestTarget;
 use crate::conn::Conn;
 use crate::proxy::headers::{NHSD_END_USER_ORGANISATION_ODS, NHSD_SESSION_URID};
 use crate::routing::CompiledRoute;
 use crate::runtime::Runtime;
+use spinegate_canonical::RequestTarget;
 
 /// What authorisation settled for the upstream: who, the user's roles, the selected one, and
 /// the organisation acted for. A public rule settles nothing.

@@ -10,8 +10,8 @@ use spinegate_authz::{RoleData, Roles};
 use spinegate_vocab::{AssuranceLevel, AuthMethod, UserId};
 
 use crate::body::RequestBody;
-use crate::guidance;
 use crate::proxy::headers::{self, X_CORRELATION_ID, X_REQUEST_ID};
+use spinegate_guidance as guidance;
 
 /// What one request learned on its way through.
 #[derive(Debug)]

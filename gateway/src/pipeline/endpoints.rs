@@ -15,13 +15,13 @@ use super::authenticate;
 use super::authorise::roles_of;
 use super::context::RequestCtx;
 use crate::body::{RequestBody, ResponseBody};
-use crate::canonical::RequestTarget;
 use crate::conn::Conn;
-use crate::guidance;
 use crate::metrics as m;
 use crate::proxy::body::{BodyLimits, GuardedBody};
 use crate::proxy::headers::NHSD_SESSION_URID;
 use crate::runtime::Runtime;
+use spinegate_canonical::RequestTarget;
+use spinegate_guidance as guidance;
 
 /// One of the gateway's own resources.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,7 +117,14 @@ pub(super) async fn whoami(
     let token_selected = principal.token.as_ref().and_then(|t| t.claims.selected_role.as_deref());
     let selected = roles.as_deref().and_then(|r| select_role(r, urid, token_selected).ok().flatten());
     let page = guidance::WhoAmI {
-        principal: &principal,
+        user_id: &principal.user_id,
+        method: principal.method,
+        assurance: principal.assurance,
+        certificate_not_after: principal.certificate.as_ref().map(|c| c.not_after),
+        token: principal
+            .token
+            .as_ref()
+            .map(|t| guidance::TokenShown { issuer_name: &t.issuer_name, expires: t.claims.expires }),
         roles: roles.as_deref().map(|r| &*r.profiles),
         selected: selected.map(|r| &r.data),
         request_id: ctx.request_id.to_str().unwrap_or(""),
@@ -132,7 +139,7 @@ pub(super) async fn whoami(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::VARY, HeaderValue::from_static("accept"));
     if format == guidance::Format::Html {
-        guidance::respond::page_headers(headers);
+        guidance::page_headers(headers);
     }
     Ok(response)
 }

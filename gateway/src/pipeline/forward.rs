@@ -13,7 +13,6 @@ use super::authorise::Decision;
 use super::context::RequestCtx;
 use crate::assertion;
 use crate::body::{RequestBody, ResponseBody};
-use crate::canonical::RequestTarget;
 use crate::conn::Conn;
 use crate::metrics as m;
 use crate::peer::Peer;
@@ -21,6 +20,7 @@ use crate::proxy::body::GuardedBody;
 use crate::proxy::headers::{self, Outbound};
 use crate::routing::CompiledRoute;
 use crate::runtime::Runtime;
+use spinegate_canonical::RequestTarget;
 
 /// Sends the request upstream as judged, and passes the upstream's response on.
 pub(super) async fn forward(

@@ -41,7 +41,7 @@ pub(crate) async fn handle(
     conn: Arc<Conn>,
     request: Request<RequestBody>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    let _in_flight = InFlight::begin(&conn.activity);
+    let _in_flight = InFlight::begin(&conn.traffic);
     let runtime = conn.services.runtime.load_full();
     let mut ctx = RequestCtx::new(&request, conn.services.clock.now());
     let outcome = phases(&conn, &runtime, &mut ctx, request).await;

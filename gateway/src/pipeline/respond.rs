@@ -10,11 +10,11 @@ use super::audit;
 use super::context::RequestCtx;
 use crate::body::ResponseBody;
 use crate::conn::Conn;
-use crate::guidance::{self, respond};
 use crate::metrics as m;
 use crate::peer::Peer;
 use crate::proxy::headers::{X_CERTIFICATE_EXPIRY_WARNING, X_REQUEST_ID};
 use crate::runtime::Runtime;
+use spinegate_guidance as guidance;
 
 /// The response for `outcome`, with everything a response gets.
 pub(super) fn finish(
@@ -66,13 +66,13 @@ fn refusal(conn: &Conn, runtime: &Runtime, ctx: &RequestCtx, reason: Reason) -> 
         requested_role: ctx.requested_role.as_ref().and_then(|v| v.to_str().ok()),
         requested_organisation: ctx.requested_org.as_deref(),
     };
-    let answer = respond::Answer {
+    let answer = guidance::RefusalContext {
         guidance: &runtime.guidance,
         format: guidance::negotiate(ctx.accept.as_ref()),
         details: &details,
         now: conn.services.clock.now().as_secs(),
     };
-    respond::respond_to(reason, &ctx.request_id, &answer)
+    guidance::refusal_response(reason, &ctx.request_id, &answer).map(ResponseBody::Right)
 }
 
 /// The request's metrics and access-log line.

@@ -12,10 +12,10 @@ use spinegate_vocab::{AuthMethod, Reason};
 use super::context::RequestCtx;
 use crate::auth::Principal;
 use crate::body::RequestBody;
-use crate::canonical::{self, RequestTarget};
 use crate::conn::Conn;
 use crate::routing::CompiledRoute;
 use crate::runtime::Runtime;
+use spinegate_canonical::{self as canonical, RequestTarget};
 
 /// The route and rule for a request, before anyone is authenticated.
 #[derive(Clone, Copy, Debug)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use crate::conn::{Activity, CLOSE_GRACE, CloseReason, timer_tick};
+use crate::conn::{CLOSE_GRACE, CloseReason, Traffic, timer_tick};
 use crate::metrics as m;
 
 /// How a handshake went, for `spinegate_tls_handshakes_total`.
@@ -78,15 +78,15 @@ impl Timers {
         self.ticks.tick().await;
     }
 
-    /// What the timers say about a connection with this `activity`.
-    pub fn step(&self, activity: &Activity) -> Step {
+    /// What the timers say about a connection with this `traffic`.
+    pub fn step(&self, traffic: &Traffic) -> Step {
         match self.closing {
-            None => match activity.expired(self.first_request, self.idle) {
+            None => match traffic.expired(self.first_request, self.idle) {
                 Some(CloseReason::FirstRequestTimeout) => Step::End(CloseReason::FirstRequestTimeout),
                 Some(why) => Step::Begin(why),
                 None => Step::Continue,
             },
-            Some((why, since)) if activity.in_flight() == 0 && since.elapsed() >= CLOSE_GRACE => Step::End(why),
+            Some((why, since)) if traffic.in_flight() == 0 && since.elapsed() >= CLOSE_GRACE => Step::End(why),
             Some(_) => Step::Continue,
         }
     }

@@ -116,7 +116,7 @@ impl Gateway {
             ready: false.into(),
             admin_token: crate::runtime::admin_token(&config).map_err(BuildError::from)?,
             directory_config: std::sync::Mutex::new(config.role_directory.clone()),
-            restart_only: std::sync::Mutex::new(crate::reload::restart_only(&config)),
+            started: config.clone(),
             reload_status: std::sync::Mutex::default(),
             quic: std::sync::Mutex::default(),
         });

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use super::lifecycle::{Handshake, Step, Timers};
 use super::quic_body::RequestBody;
-use crate::conn::{Activity, CLOSE_GRACE, CloseReason, Conn};
+use crate::conn::{CLOSE_GRACE, CloseReason, Conn, Traffic};
 use crate::metrics as m;
 use crate::peer::Peer;
 use crate::pipeline;
@@ -216,7 +216,7 @@ async fn serve_connection(
         listener: index,
         remote,
         peer,
-        activity: Activity::default(),
+        traffic: Traffic::default(),
         close: tokio::sync::Notify::new(),
         alt_svc: None,
     });
@@ -282,7 +282,7 @@ async fn drive(
             },
             _ = stopped.changed() => break Some(CloseReason::Drain),
             () = conn.close.notified() => break Some(CloseReason::Refusal),
-            () = timers.tick() => match timers.step(&conn.activity) {
+            () = timers.tick() => match timers.step(&conn.traffic) {
                 Step::Continue => {}
                 // Both end in GOAWAY here: requests already accepted are bounded by their own
                 // timers, so the drain below ends.

@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use super::lifecycle::{Handshake, Step, Timers};
-use crate::conn::{self, Activity, CloseReason, Conn, SendTimeout};
+use crate::conn::{self, CloseReason, Conn, SendTimeout, Traffic};
 use crate::metrics as m;
 use crate::peer::Peer;
 use crate::pipeline;
@@ -109,7 +109,7 @@ async fn serve_connection(
         listener: index,
         remote,
         peer,
-        activity: Activity::default(),
+        traffic: Traffic::default(),
         close: tokio::sync::Notify::new(),
         alt_svc,
     });
@@ -223,7 +223,7 @@ async fn drive(
             result = connection.as_mut() => return ended(conn, result, timers.closing()),
             _ = stopped.changed(), if timers.closing().is_none() => CloseReason::Drain,
             () = conn.close.notified(), if timers.closing().is_none() => CloseReason::Refusal,
-            () = timers.tick() => match timers.step(&conn.activity) {
+            () = timers.tick() => match timers.step(&conn.traffic) {
                 Step::Continue => continue,
                 Step::Begin(why) => why,
                 Step::End(why) => {

@@ -12,14 +12,14 @@ use spinegate_flight::Boarding;
 use super::{CrlSource, Revocation, Snapshot, lock};
 use crate::crl::Crl;
 use crate::fetch::FetchRequest;
-use crate::issuer::Issuer;
+use crate::issuer::IssuingCa;
 use crate::policy::Source;
 
 /// A CRL file to check: source key, path, last seen modification time, issuer.
-type WatchedFile = (Arc<str>, PathBuf, Option<SystemTime>, Arc<Issuer>);
+type WatchedFile = (Arc<str>, PathBuf, Option<SystemTime>, Arc<IssuingCa>);
 
 impl Revocation {
-    pub(super) fn register_crl_url(&self, url: &Arc<str>, issuer: &Arc<Issuer>) {
+    pub(super) fn register_crl_url(&self, url: &Arc<str>, issuer: &Arc<IssuingCa>) {
         lock(&self.crl_sources).entry(Arc::clone(url)).or_insert_with(|| CrlSource::new(issuer, None));
     }
 
@@ -80,7 +80,7 @@ impl Revocation {
     async fn install_crl(
         self: &Arc<Self>,
         source: &Arc<str>,
-        issuer: &Arc<Issuer>,
+        issuer: &Arc<IssuingCa>,
         der: Bytes,
     ) -> Result<(), &'static str> {
         let issuer_for_parse = Arc::clone(issuer);
@@ -105,7 +105,7 @@ impl Revocation {
         Ok(())
     }
 
-    pub(super) fn install_parsed_crl(&self, source: &Arc<str>, issuer: &Arc<Issuer>, crl: Crl) {
+    pub(super) fn install_parsed_crl(&self, source: &Arc<str>, issuer: &Arc<IssuingCa>, crl: Crl) {
         let crl = Arc::new(crl);
         let freshest: Vec<String> = crl.freshest_urls().to_vec();
         let lifetime = (
@@ -168,7 +168,7 @@ impl Revocation {
     pub async fn install_crl_bytes(
         self: &Arc<Self>,
         source: &str,
-        issuer: &Arc<Issuer>,
+        issuer: &Arc<IssuingCa>,
         der: Bytes,
     ) -> Result<(), &'static str> {
         let key: Arc<str> = source.into();

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use crate::crl::{Crl, CrlVerdict, Partition};
 use crate::deny::DenyList;
 use crate::fetch::{Fetch, FetchError, FetchRequest};
-use crate::issuer::{Issuer, Subject};
+use crate::issuer::{IssuingCa, Subject};
 use crate::ocsp::OcspCertStatus;
 use crate::policy::{Policies, Policy, Source, UnknownStatus};
 use crate::{CertId, IssuerId, Status, UnknownCause};
@@ -39,7 +39,7 @@ pub mod deny_source;
 pub mod ocsp_source;
 
 /// Tuning of caches and fetches.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Most certificates with a cached OCSP answer.
     pub max_entries: u64,
@@ -229,7 +229,7 @@ pub(super) struct OcspEntry {
 /// One place a CRL comes from (a URL, or a file).
 #[derive(Debug)]
 pub(super) struct CrlSource {
-    pub(super) issuer: Arc<Issuer>,
+    pub(super) issuer: Arc<IssuingCa>,
     pub(super) file: Option<PathBuf>,
     pub(super) modified: Option<SystemTime>,
     /// (thisUpdate, nextUpdate) of the CRL loaded from here.
@@ -238,7 +238,7 @@ pub(super) struct CrlSource {
 }
 
 impl CrlSource {
-    pub(super) fn new(issuer: &Arc<Issuer>, file: Option<PathBuf>) -> Self {
+    pub(super) fn new(issuer: &Arc<IssuingCa>, file: Option<PathBuf>) -> Self {
         Self { issuer: Arc::clone(issuer), file, modified: None, loaded: None, failed_at: None }
     }
 

@@ -3,32 +3,38 @@
 //! client asked for ([`super::negotiate`]) — an HTML page for a person, a FHIR `OperationOutcome`,
 //! or RFC 9457 `application/problem+json` — with the same status and stable reason code in each,
 //! the request id and what to do now. No internal detail reaches the client: the log line has it.
+//! (The gateway adds what every response carries, `X-Request-ID` among it.)
 
+use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use spinegate_vocab::{Disposition, Reason};
 
 use super::{Details, Format, Guidance, Refusal};
-use crate::body::ResponseBody;
 
 /// The HTTP status of a disposition (the table holds valid statuses only).
-pub(crate) fn status_of(d: &Disposition) -> StatusCode {
+pub fn status_of(d: &Disposition) -> StatusCode {
     StatusCode::from_u16(d.status).expect("the reason table holds valid HTTP statuses")
 }
 
 /// The response for a refusal: problem+json with the built-in wording.
 #[cfg(test)]
-pub(crate) fn respond(reason: Reason, request_id: &HeaderValue) -> Response<ResponseBody> {
-    respond_to(
+fn respond(reason: Reason, request_id: &HeaderValue) -> Response<Full<Bytes>> {
+    refusal_response(
         reason,
         request_id,
-        &Answer { guidance: Guidance::builtin(), format: Format::Problem, details: &Details::default(), now: 0 },
+        &RefusalContext {
+            guidance: Guidance::builtin(),
+            format: Format::Problem,
+            details: &Details::default(),
+            now: 0,
+        },
     )
 }
 
 /// How to word a refusal for the request that gets it.
 #[derive(Debug)]
-pub(crate) struct Answer<'a> {
+pub struct RefusalContext<'a> {
     /// The deployment's wording and templates.
     pub guidance: &'a Guidance,
     /// What the client asked for.
@@ -40,7 +46,11 @@ pub(crate) struct Answer<'a> {
 }
 
 /// The response for a refusal, in the format the client asked for.
-pub(crate) fn respond_to(reason: Reason, request_id: &HeaderValue, answer: &Answer<'_>) -> Response<ResponseBody> {
+pub fn refusal_response(
+    reason: Reason,
+    request_id: &HeaderValue,
+    answer: &RefusalContext<'_>,
+) -> Response<Full<Bytes>> {
     let d = reason.disposition();
     let refusal = Refusal {
         reason,
@@ -50,7 +60,7 @@ pub(crate) fn respond_to(reason: Reason, request_id: &HeaderValue, answer: &Answ
         now: answer.now,
     };
     let (content_type, body) = answer.guidance.refusal(answer.format, &refusal);
-    let mut response = Response::new(ResponseBody::Right(Full::new(body)));
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status_of(&d);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, content_type);
@@ -60,7 +70,6 @@ pub(crate) fn respond_to(reason: Reason, request_id: &HeaderValue, answer: &Answ
     if answer.format == Format::Html {
         page_headers(headers);
     }
-    headers.insert(crate::proxy::headers::X_REQUEST_ID, request_id.clone());
     if let Some(secs) = d.retry_after {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
@@ -88,7 +97,7 @@ fn bearer_challenge(reason: Reason) -> HeaderValue {
 
 /// Headers for a generated HTML page: nothing but its own inline styles may load or run, it may
 /// not be framed, and its type is not second-guessed.
-pub(crate) fn page_headers(headers: &mut http::HeaderMap) {
+pub fn page_headers(headers: &mut http::HeaderMap) {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -110,19 +119,17 @@ mod tests {
         assert_eq!(response.status(), 401);
         let challenge = response.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
         assert!(challenge.starts_with("Bearer ") && challenge.contains("error=\"invalid_token\""));
-        let ResponseBody::Right(full) = response.into_body() else { panic!("refusals have full bodies") };
-        let bytes =
-            futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(full)).unwrap().unwrap().to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body_of(response)).unwrap();
         assert_eq!(v["reason"], "token_expired");
         assert_eq!(v["request_id"], "6f1c2a9e-1111-4222-8333-444455556666");
         assert_eq!(v["status"], 401);
     }
 
-    fn body_of(response: Response<ResponseBody>) -> String {
-        let ResponseBody::Right(full) = response.into_body() else { panic!("refusals have full bodies") };
-        let bytes =
-            futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(full)).unwrap().unwrap().to_bytes();
+    fn body_of(response: Response<Full<Bytes>>) -> String {
+        let bytes = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(response.into_body()))
+            .unwrap()
+            .unwrap()
+            .to_bytes();
         String::from_utf8(bytes.to_vec()).unwrap()
     }
 
@@ -133,10 +140,11 @@ mod tests {
     fn every_reason_in_every_format() {
         let id = HeaderValue::from_static("6f1c2a9e-1111-4222-8333-444455556666");
         for &reason in Reason::ALL {
-            let sentence = crate::guidance::text::builtin(reason).what_happened[0];
+            let sentence = crate::text::builtin(reason).what_happened[0];
             for format in [Format::Html, Format::Fhir, Format::Problem] {
-                let answer = Answer { guidance: Guidance::builtin(), format, details: &Details::default(), now: 0 };
-                let response = respond_to(reason, &id, &answer);
+                let answer =
+                    RefusalContext { guidance: Guidance::builtin(), format, details: &Details::default(), now: 0 };
+                let response = refusal_response(reason, &id, &answer);
                 let status = status_of(&reason.disposition());
                 assert_eq!(response.status(), status, "{reason:?} {format:?}");
                 assert_eq!(response.headers()[header::VARY], "accept");
@@ -145,7 +153,7 @@ mod tests {
                 match format {
                     Format::Html => {
                         assert_eq!(content_type, "text/html; charset=utf-8");
-                        let escaped = crate::guidance::template::escape(sentence);
+                        let escaped = crate::template::escape(sentence);
                         assert!(text.contains(&format!("<p>{escaped}</p>")), "{reason:?}: {text}");
                         assert!(text.contains(&format!("Error code: {} (HTTP {})", reason.code(), status.as_str())));
                         assert!(text.contains(id.to_str().unwrap()));
@@ -168,10 +176,15 @@ mod tests {
                 }
             }
         }
-        let overloaded = respond_to(
+        let overloaded = refusal_response(
             Reason::Overloaded,
             &id,
-            &Answer { guidance: Guidance::builtin(), format: Format::Html, details: &Details::default(), now: 0 },
+            &RefusalContext {
+                guidance: Guidance::builtin(),
+                format: Format::Html,
+                details: &Details::default(),
+                now: 0,
+            },
         );
         assert_eq!(overloaded.headers()[header::RETRY_AFTER], "1");
         assert!(body_of(overloaded).contains("Too many people are using the service at the moment."));

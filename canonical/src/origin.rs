@@ -13,7 +13,7 @@ use http::{HeaderMap, Method};
 use super::CanonicalAuthority;
 
 /// Whether the request is an unsafe one a browser sent from another site.
-pub(crate) fn is_cross_site(method: &Method, headers: &HeaderMap, authority: Option<&CanonicalAuthority>) -> bool {
+pub fn is_cross_site(method: &Method, headers: &HeaderMap, authority: Option<&CanonicalAuthority>) -> bool {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE) {
         return false;
     }

@@ -11,14 +11,31 @@ use http::HeaderValue;
 use super::refusal::{Details, role_list};
 use super::template::Scope;
 use super::{Format, Guidance, common_scope, days, human_date, human_time, rfc3339};
-use crate::auth::{AuthMethod, Principal};
 use spinegate_authz::{RoleData, RoleProfile};
+use spinegate_vocab::{AssuranceLevel, AuthMethod, Authenticator as A, UserId};
+
+/// The token a user signed in with, as the identity page shows it.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenShown<'a> {
+    /// The configured name of its issuer.
+    pub issuer_name: &'a str,
+    /// When it expires, Unix seconds.
+    pub expires: u64,
+}
 
 /// What the identity page shows.
 #[derive(Debug)]
 pub struct WhoAmI<'a> {
     /// The authenticated user.
-    pub principal: &'a Principal,
+    pub user_id: &'a UserId,
+    /// How they authenticated.
+    pub method: AuthMethod,
+    /// At what assurance.
+    pub assurance: AssuranceLevel,
+    /// The connection certificate's notAfter, Unix seconds, when there is one.
+    pub certificate_not_after: Option<u64>,
+    /// The token, when one was used.
+    pub token: Option<TokenShown<'a>>,
     /// Their role profiles; `None` when the directory could not say.
     pub roles: Option<&'a [RoleProfile]>,
     /// The role the request would act in.
@@ -33,7 +50,6 @@ pub struct WhoAmI<'a> {
 
 /// How a method reads on the page.
 fn method_text(method: AuthMethod) -> &'static str {
-    use crate::auth::Authenticator as A;
     match method {
         AuthMethod::Smartcard => "Smartcard",
         AuthMethod::Token { authenticator } => match authenticator {
@@ -65,11 +81,10 @@ impl Guidance {
     }
 
     fn whoami_scope(&self, w: &WhoAmI<'_>) -> Scope {
-        let p = w.principal;
         let mut s = common_scope(&self.config, "Your sign-in", w.request_id);
-        s.text("user_id", p.user_id.as_str())
-            .text("method", method_text(p.method))
-            .text("assurance", p.assurance.as_str());
+        s.text("user_id", w.user_id.as_str())
+            .text("method", method_text(w.method))
+            .text("assurance", w.assurance.as_str());
         if let Some(role) = w.selected {
             let mut r = Scope::new();
             r.text("id", &*role.id).text("organisation", &*role.org).text("role_code", &*role.role_code);
@@ -80,17 +95,17 @@ impl Guidance {
             .flag("no_roles", w.roles.is_some_and(<[RoleProfile]>::is_empty))
             .flag("has_roles", !roles.is_empty())
             .list("roles", roles);
-        if let Some(cert) = &p.certificate {
-            let left = cert.not_after.saturating_sub(w.now);
+        if let Some(not_after) = w.certificate_not_after {
+            let left = not_after.saturating_sub(w.now);
             let mut c = Scope::new();
-            c.text("not_after", human_date(cert.not_after))
+            c.text("not_after", human_date(not_after))
                 .text("days_left", days(left))
                 .flag("renewal_due", left <= w.renewal_window.as_secs());
             s.record("certificate", c);
         }
-        if let Some(token) = &p.token {
+        if let Some(token) = w.token {
             let mut t = Scope::new();
-            t.text("expires", human_time(token.claims.expires)).text("issuer", &*token.issuer_name);
+            t.text("expires", human_time(token.expires)).text("issuer", token.issuer_name);
             s.record("token", t);
         }
         s
@@ -98,30 +113,29 @@ impl Guidance {
 }
 
 fn whoami_json(w: &WhoAmI<'_>) -> serde_json::Value {
-    let p = w.principal;
     let role = |r: &RoleData| serde_json::json!({"id": &*r.id, "organisation": &*r.org, "role_code": &*r.role_code});
-    let (method, authenticator) = match p.method {
+    let (method, authenticator) = match w.method {
         AuthMethod::Smartcard => ("smartcard", "smartcard"),
         AuthMethod::Token { authenticator } => ("token", authenticator.as_str()),
     };
     serde_json::json!({
-        "user_id": p.user_id.as_str(),
+        "user_id": w.user_id.as_str(),
         "auth_method": method,
         "authenticator": authenticator,
-        "assurance": p.assurance.as_str(),
+        "assurance": w.assurance.as_str(),
         "selected_role": w.selected.map(role),
         "role_profiles": w.roles.map(|roles| roles.iter().map(|r| role(&r.data)).collect::<Vec<_>>()),
-        "certificate": p.certificate.as_ref().map(|c| {
-            let left = c.not_after.saturating_sub(w.now);
+        "certificate": w.certificate_not_after.map(|not_after| {
+            let left = not_after.saturating_sub(w.now);
             serde_json::json!({
-                "not_after": rfc3339(c.not_after),
+                "not_after": rfc3339(not_after),
                 "days_left": left / 86_400,
                 "renewal_due": left <= w.renewal_window.as_secs(),
             })
         }),
-        "token": p.token.as_ref().map(|t| serde_json::json!({
-            "issuer": &*t.issuer_name,
-            "expires": rfc3339(t.claims.expires),
+        "token": w.token.map(|t| serde_json::json!({
+            "issuer": t.issuer_name,
+            "expires": rfc3339(t.expires),
         })),
         "request_id": w.request_id,
     })

@@ -1,22 +1,28 @@
-//! Guidance for people: refusals that say what happened, what to do now and who can help, in the
-//! format the client asked for, and the signed-in user's identity page.
+//! # spinegate-guidance
 //!
+//! Guidance for people: refusals that say what happened, what to do now and who can help, in the
+//! format the client asked for, and the signed-in user's identity page. It knows the reason table
+//! (`spinegate-vocab`), role profiles (`spinegate-authz`) and `[guidance]` (`spinegate-config`);
+//! it does no I/O on the request path and never sees a socket.
+//!
+//! ## Layout
 //! - [`negotiate`]: `Accept` → [`Format`] (HTML page, FHIR `OperationOutcome`, problem+json).
-//! - [`text`]: the built-in wording per refusal reason; `[guidance]` replaces parts of it.
-//! - [`template`]: the escaping template language of the HTML pages.
-//! - `refusal`: a refusal body in each format; [`respond`]: a refusal as a whole response;
-//!   `whoami`: the identity page.
+//! - `text`: the built-in wording per refusal reason; `[guidance]` replaces parts of it.
+//! - `template`: the escaping template language of the HTML pages.
+//! - `refusal`: a refusal body in each format; [`response`]: a refusal as a whole response
+//!   (status, `Retry-After`, `WWW-Authenticate`, close, page headers); `whoami`: the identity
+//!   page.
 //!
 //! A [`Guidance`] is built from `[guidance]` with each configuration (templates read and parsed,
 //! wording resolved), so a request only fills in values. Everything inserted into a page is
 //! HTML-escaped, everything in a JSON body is JSON-escaped, and no page carries internal detail:
 //! upstream addresses and error chains stay in the log.
 
-pub(crate) mod negotiate;
+pub mod negotiate;
 mod refusal;
-pub(crate) mod respond;
-pub(crate) mod template;
-pub(crate) mod text;
+pub mod response;
+mod template;
+mod text;
 mod whoami;
 
 use std::collections::HashMap;
@@ -26,9 +32,10 @@ use std::sync::LazyLock;
 use spinegate_config::ContactKind;
 use spinegate_vocab::Reason;
 
-pub(crate) use negotiate::{Format, accept_of, negotiate};
-pub(crate) use refusal::{Details, Refusal};
-pub(crate) use whoami::WhoAmI;
+pub use negotiate::{Format, accept_of, negotiate};
+pub use refusal::{Details, Refusal};
+pub use response::{RefusalContext, page_headers, refusal_response, status_of};
+pub use whoami::{TokenShown, WhoAmI};
 
 use template::{Template, TemplateError};
 

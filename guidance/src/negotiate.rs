@@ -43,7 +43,7 @@ const MAX_RANGES: usize = 64;
 
 /// The request's `Accept`, kept for a refusal: the header itself (a reference-counted clone),
 /// or its several fields joined. `None` when absent or unreadable.
-pub(crate) fn accept_of(headers: &HeaderMap) -> Option<HeaderValue> {
+pub fn accept_of(headers: &HeaderMap) -> Option<HeaderValue> {
     let mut values = headers.get_all(header::ACCEPT).iter();
     let first = values.next()?;
     let Some(second) = values.next() else { return Some(first.clone()) };
@@ -57,7 +57,7 @@ pub(crate) fn accept_of(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// The format an `Accept` value asks for; problem+json when it is absent, says nothing usable,
 /// or refuses everything.
-pub(crate) fn negotiate(accept: Option<&HeaderValue>) -> Format {
+pub fn negotiate(accept: Option<&HeaderValue>) -> Format {
     let mut best: Option<(u16, u8, usize)> = None; // (q in thousandths, specificity, preference)
     let mut chosen = Format::Problem;
     for (preference, format) in Format::PREFERENCE.into_iter().enumerate() {

@@ -1,14 +1,28 @@
+//! # spinegate-canonical
+//!
 //! Every part of the request target a client controls, in the one canonical form the gateway
 //! judges and forwards: the path ([`path`]) and the authority ([`authority`]), and where a
-//! browser says the request came from ([`origin`]). Nothing later in the pipeline reads the raw
-//! target.
+//! browser says the request came from ([`origin`]). Nothing later in the gateway's pipeline reads
+//! the raw target. Pure functions over `http` types: no I/O, no configuration, no clock. A
+//! target that cannot be made canonical is a [`TargetError`], which is the refusal reason
+//! `invalid_path` or `invalid_host` (400).
+//!
+//! ## Layout
+//! - [`path`]: [`CanonicalPath`] — escapes decoded or kept, dot segments and repeated slashes
+//!   resolved, and what cannot be made unambiguous refused.
+//! - [`authority`]: [`CanonicalAuthority`] — from `:authority`, the absolute-form target or
+//!   `Host`, which must agree; lower case, no trailing dot.
+//! - [`origin`]: whether `Sec-Fetch-Site` or `Origin` says a request is cross-site.
+//! - [`RequestTarget`]: the path, query and authority together, as routing, rules, the audit
+//!   record and the upstream see them.
 
-pub(crate) mod authority;
-pub(crate) mod origin;
-pub(crate) mod path;
+pub mod authority;
+pub mod origin;
+pub mod path;
 
-pub(crate) use authority::{AuthorityError, CanonicalAuthority};
-pub(crate) use path::{CanonicalPath, PathError};
+pub use authority::{AuthorityError, CanonicalAuthority};
+pub use path::{CanonicalPath, PathError};
+use spinegate_vocab::Reason;
 
 /// A request's target, canonical: what routing, rules, the audit record and the upstream see.
 #[derive(Clone, Debug)]
@@ -30,6 +44,17 @@ pub enum TargetError {
     /// The authority (400 `invalid_host`).
     #[error(transparent)]
     Authority(#[from] AuthorityError),
+}
+
+/// The refusal for a request target that cannot be made canonical: 400 `invalid_path` or
+/// `invalid_host`.
+impl From<TargetError> for Reason {
+    fn from(e: TargetError) -> Self {
+        match e {
+            TargetError::Path(_) => Reason::InvalidPath,
+            TargetError::Authority(_) => Reason::InvalidHost,
+        }
+    }
 }
 
 impl TargetError {
