@@ -20,6 +20,9 @@
 //! - [`token`]: an OpenID token issuer with a JWK Set and discovery endpoint.
 //! - [`nhs_number`]: NHS number check digits.
 //! - [`corpus`]: what the public-corpus tests share: corpus location, exceptions files, tallies.
+//! - [`population`]: a load-test population of smartcard and token users, minted to a directory.
+//! - [`serve`]: the accept loop the dev OCSP responder and token issuer share.
+//! - `asn1`: DER times, algorithm identifiers and signing for the CRL and OCSP builders.
 
 mod asn1;
 pub mod ca;
@@ -32,7 +35,6 @@ pub mod nhs_number;
 pub mod ocsp;
 pub mod population;
 pub mod serve;
-pub mod tickets;
 pub mod token;
 pub mod world;
 

@@ -256,16 +256,6 @@ impl OcspResponder {
         lock(&self.state).delay = delay;
     }
 
-    /// How long responses are valid (nextUpdate - thisUpdate).
-    pub fn set_validity(&self, validity: Duration) {
-        lock(&self.state).validity = validity;
-    }
-
-    /// Signs with a delegated responder certificate instead of the CA key.
-    pub fn set_delegate(&self, delegate: Option<Issued>) {
-        lock(&self.state).delegate = delegate.map(Arc::new);
-    }
-
     /// Requests received so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::SeqCst)

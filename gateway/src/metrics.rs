@@ -41,7 +41,9 @@ metrics! {
     /// `quic`), `reason` (`client`, `error`, `first_request_timeout`, `header_timeout`,
     /// `send_timeout`, `idle`, `refusal`, `drain`).
     counter CONNECTIONS_CLOSED = "spinegate_connections_closed_total";
-    /// TLS handshakes: `listener`, `outcome` (`ok`, `failed`, `timeout`), `version`, `resumed`.
+    /// TLS handshakes: `listener`, `transport` (`tcp`, `quic`), `outcome` (`ok`, `failed`,
+    /// `timeout`; `refused` when the QUIC connection cap is reached), `version` (`none` unless
+    /// `ok`), `resumed` (`true`, `false`; `unknown` over QUIC).
     counter TLS_HANDSHAKES = "spinegate_tls_handshakes_total";
     /// TLS handshake duration in seconds: `listener`.
     histogram TLS_HANDSHAKE_DURATION = "spinegate_tls_handshake_duration_seconds";
@@ -72,7 +74,8 @@ metrics! {
     gauge CRL_NEXT_UPDATE_IN = "spinegate_crl_next_update_in_seconds";
     /// Emergency deny-list entries in force.
     gauge DENY_LIST_ENTRIES = "spinegate_deny_list_entries";
-    /// Bearer-token verifications: `issuer`, `result` (`ok` or a refusal label).
+    /// Bearer-token verifications: `issuer` (`unknown` when `iss` names none configured),
+    /// `result` (`ok` or a refusal label).
     counter TOKEN_VERIFICATIONS = "spinegate_token_verifications_total";
     /// Signing-key fetches: `issuer`, `outcome` (`ok`, `failed`).
     counter JWKS_REFRESHES = "spinegate_jwks_refreshes_total";
@@ -80,7 +83,7 @@ metrics! {
     counter JWKS_REFETCHES_SUPPRESSED = "spinegate_jwks_refetches_suppressed_total";
     /// Seconds since each issuer's signing keys were fetched: `issuer`.
     gauge JWKS_AGE = "spinegate_jwks_age_seconds";
-    /// Back-channel logout requests: `result`.
+    /// Back-channel logout requests: `result` (`ok` or why the logout token was refused).
     counter BACKCHANNEL_LOGOUTS = "spinegate_backchannel_logouts_total";
     /// Authorisation decisions: `route`, `decision` (`allow`/`deny`), `reason`.
     counter AUTHZ_DECISIONS = "spinegate_authz_decisions_total";

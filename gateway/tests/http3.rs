@@ -138,7 +138,7 @@ async fn a_revocation_refuses_the_next_request_on_an_open_and_on_a_resumed_conne
     // One client configuration for every connection, so later ones resume the first's session;
     // the session store counts the tickets it hands out.
     let mut tls = Arc::unwrap_or_clone(client_config(&pki, Some(&alice), &[b"h3"]));
-    let store = Arc::new(spinegate_devpki::tickets::TicketCounter::new(32));
+    let store = Arc::new(spinegate_testkit::tickets::TicketCounter::new(32));
     tls.resumption = rustls::client::Resumption::store(Arc::clone(&store) as _);
     let tls = Arc::new(tls);
 

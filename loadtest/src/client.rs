@@ -19,7 +19,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::sign::{CertifiedKey, SigningKey};
 use rustls::{AlertDescription, ClientConfig, HandshakeKind, SignatureScheme};
 use spinegate_devpki::population::Population;
-use spinegate_devpki::tickets::TicketCounter;
+use spinegate_testkit::tickets::TicketCounter;
 use spinegate_testkit::tls::ClientTls;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;

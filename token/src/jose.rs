@@ -185,11 +185,6 @@ impl KeySet {
         Ok(set)
     }
 
-    /// A set of already-parsed keys.
-    pub fn from_keys(keys: Vec<Arc<Jwk>>) -> Self {
-        Self { keys, ..Self::default() }
-    }
-
     /// Number of usable keys.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -198,11 +193,6 @@ impl KeySet {
     /// Whether there are no usable keys.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
-    }
-
-    /// Whether a key with this id exists.
-    pub fn has_kid(&self, kid: &str) -> bool {
-        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
 
     /// Chooses the key for a token with `kid` signed with `alg`.
@@ -502,12 +492,6 @@ impl Unverified<'_> {
     /// Verifies the signature with the key `keys` choose for it, and returns the payload.
     pub fn verify(&self, keys: &KeySet) -> Result<Vec<u8>, JwsError> {
         self.check_signature(keys)?;
-        b64_decode(self.payload_b64).ok_or(JwsError::Malformed("payload is not base64url"))
-    }
-
-    /// Verifies the signature with one given key.
-    pub fn verify_with(&self, key: &Jwk) -> Result<Vec<u8>, JwsError> {
-        self.check_signature_with(key)?;
         b64_decode(self.payload_b64).ok_or(JwsError::Malformed("payload is not base64url"))
     }
 

@@ -183,11 +183,6 @@ impl<X: Default + Send + Sync + 'static> TokenVerifier<X> {
         self.limits.max_token_bytes
     }
 
-    /// Whether any issuer is configured.
-    pub fn is_enabled(&self) -> bool {
-        !self.issuers.is_empty()
-    }
-
     /// Verifies a bearer token at `now` (seconds since the epoch).
     pub async fn verify(&self, token: &str, now: u64) -> Result<Arc<VerifiedToken<X>>, TokenError> {
         let outcome = self.verify_inner(token, now).await;

@@ -277,8 +277,3 @@ pub fn key_kind_name(kind: KeyKind) -> &'static str {
         KeyKind::EcdsaP256 => "ecdsa_p256",
     }
 }
-
-/// A key kind by its stored spelling.
-pub fn key_kind_from_name(name: &str) -> Option<KeyKind> {
-    [KeyKind::Rsa2048, KeyKind::EcdsaP256].into_iter().find(|k| key_kind_name(*k) == name)
-}
