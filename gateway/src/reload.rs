@@ -347,27 +347,10 @@ mod tests {
         assert!(!watched.concerns(Path::new("/var/log/spinegate.toml")));
     }
 
+    /// `config/examples/minimal.toml` followed by `extra`.
     fn config(extra: &str) -> Config {
-        let text = format!(
-            r#"
-[[listener]]
-name = "clinical"
-listen = "127.0.0.1:8443"
-[[listener.certificate]]
-cert = "server.pem"
-key = "server.key"
-[client_auth]
-trust_anchors = ["root.pem"]
-[[upstream]]
-name = "pds"
-endpoints = ["http://127.0.0.1:9000"]
-[[route]]
-name = "patient"
-path_prefix = "/Patient/"
-upstream = "pds"
-{extra}"#
-        );
-        spinegate_config::parse(&text, None, Path::new("/etc/spinegate")).unwrap()
+        let example = include_str!("../../config/examples/minimal.toml");
+        spinegate_config::parse(&format!("{example}\n{extra}"), None, Path::new("/etc/spinegate")).unwrap()
     }
 
     #[test]
@@ -375,7 +358,7 @@ upstream = "pds"
         let started = config("");
         assert!(restart_needed(&started, &started.clone()).is_empty());
         // Routes, trust material and rules apply on reload: nothing waits.
-        let routes = config("[[route]]\nname = \"other\"\npath_prefix = \"/Other/\"\nupstream = \"pds\"\n");
+        let routes = config("[[route]]\nname = \"other\"\npath_prefix = \"/Other/\"\nupstream = \"patient-data\"\n");
         assert!(restart_needed(&started, &routes).is_empty());
         let changed = config("[log]\nlevel = \"debug\"\n[revocation]\nfetch_timeout = \"9s\"\n");
         assert_eq!(restart_needed(&started, &changed), ["revocation.options", "log"]);
@@ -385,8 +368,10 @@ upstream = "pds"
     fn the_files_the_configuration_names_are_watched() {
         let config = config("");
         let watched = watched(Path::new("/etc/spinegate/spinegate.toml"), Some(&config));
-        for file in ["spinegate.toml", "server.pem", "server.key", "root.pem"] {
+        for file in ["spinegate.toml", "tls/server.pem", "tls/server.key", "trust/nhs-root-ca.pem"] {
             assert!(watched.concerns(&Path::new("/etc/spinegate").join(file)), "{file}");
         }
+        // The role directory file is polled by the directory, not watched for a reload.
+        assert!(!watched.concerns(Path::new("/etc/spinegate/roles.toml")));
     }
 }
