@@ -6,8 +6,9 @@
 //! request — expiry, trust, revocation — authorises the user's role for the route and
 //! organisation, and proxies to the patient-data service with verified identity headers in place
 //! of anything the client sent. The leaf crates do the judging (`spinegate-token`,
-//! `spinegate-authz`, `spinegate-revocation`, `spinegate-cert-cache`, with the shared words in
-//! `spinegate-vocab`); this crate wires them to sockets, files and the clock.
+//! `spinegate-authz`, `spinegate-revocation`, `spinegate-cert-cache`, `spinegate-canonical`, with
+//! the shared words in `spinegate-vocab`) and `spinegate-guidance` words refusals for people; this
+//! crate wires them to sockets, files and the clock.
 //!
 //! ## Layout, from the edge inwards
 //! - [`serve`]: [`Gateway`] — the lifecycle, and connections over TCP and QUIC.
@@ -17,7 +18,7 @@
 //! - `auth`: who a request acts as, and the gateway's side of bearer tokens.
 //! - [`directory`]: smartcard users' role profiles (file, LDAP).
 //! - `routing`, `proxy`: the route table, upstream clusters, the header contract, request bodies.
-//! - `reason`: every failure as a refusal reason; `guidance` words refusals for people.
+//! - `reason`: every failure as a refusal reason.
 //! - [`tls`], [`trust`], [`peer`], [`identity`]: TLS configuration, path validation, a
 //!   connection's certificate and whose it is.
 //! - [`runtime`]: the state requests read, built from a configuration; `reload` replaces it.
