@@ -162,7 +162,7 @@ impl<'a> InFlight<'a> {
         traffic.started.fetch_add(1, Ordering::Relaxed);
         traffic.in_flight.fetch_add(1, Ordering::Relaxed);
         traffic.touch();
-        metrics::gauge!(m::REQUESTS_IN_FLIGHT).increment(1.0);
+        m::request::in_flight(1.0);
         Self(traffic)
     }
 }
@@ -171,7 +171,7 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.touch();
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        metrics::gauge!(m::REQUESTS_IN_FLIGHT).decrement(1.0);
+        m::request::in_flight(-1.0);
     }
 }
 

@@ -26,6 +26,7 @@
 //! - `revocation`, `audit`, `assertion`: revocation wired in, the audit log, identity assertions.
 //! - [`material`], [`clock`], `body`: PEM loading, time as a parameter, body types.
 //! - [`dev`]: `spinegate dev`, the embedded development world.
+//! - [`log_output`]: log lines batched to standard output by a thread of their own.
 
 mod admin;
 mod assertion;
@@ -37,6 +38,7 @@ pub mod conn;
 pub mod dev;
 pub mod directory;
 pub mod identity;
+pub mod log_output;
 pub mod material;
 pub mod metrics;
 pub mod peer;

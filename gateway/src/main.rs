@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use spinegate::dev::{DevOptions, start as start_dev};
+use spinegate::log_output;
 use spinegate::serve::Hangup;
 use spinegate::{Gateway, Options};
 use spinegate_config::LogFormat;
@@ -73,7 +74,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // Before anything else, so a SIGHUP during start-up reloads instead of ending the process.
             let hangup = Hangup::listen();
             let parsed = spinegate_config::load(&config)?;
-            init_tracing(&parsed.log.level, parsed.log.format);
+            let _log = init_tracing(&parsed.log.level, parsed.log.format)?;
             let gateway = Gateway::start(parsed, Options::default()).await?;
             // SIGHUP, or a change to the file or the material it names, reloads.
             gateway.watch(config, hangup);
@@ -82,10 +83,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dev { dir, listen, admin } => {
-            init_tracing("info", LogFormat::Text);
+            let log = init_tracing("info", LogFormat::Text)?;
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let dir = dir.canonicalize()?;
             let world = start_dev(&DevOptions { dir, listen, admin }, Options::default()).await?;
+            log.flush(); // start-up lines first, then the walkthrough
             print_walkthrough(&world.manifest, &world.manifest_path);
             shutdown_signal().await;
             world.shutdown(Duration::from_secs(5)).await;
@@ -153,14 +155,18 @@ fn print_walkthrough(m: &spinegate_devpki::Manifest, manifest_path: &std::path::
     println!("Press Ctrl-C to stop.");
 }
 
-fn init_tracing(level: &str, format: LogFormat) {
+/// Logs to standard output through [`log_output`]'s batching writer; the guard writes out the
+/// last lines when `run` ends.
+fn init_tracing(level: &str, format: LogFormat) -> anyhow::Result<log_output::LogGuard> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let (writer, guard) = log_output::stdout().context("starting the log writer thread")?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
+    Ok(guard)
 }
 
 async fn shutdown_signal() {

@@ -42,9 +42,7 @@ pub(super) fn record(conn: &Conn, ctx: &mut RequestCtx, decision: Result<(), Rea
         patient: ctx.patient.clone(),
     });
     ctx.audited = true;
-    let route = ctx.route.as_deref().unwrap_or("none").to_owned();
-    metrics::counter!(m::AUTHZ_DECISIONS, "route" => route, "decision" => if allowed { "allow" } else { "deny" }, "reason" => reason)
-        .increment(1);
+    m::request::decided(&ctx.route, allowed, reason);
 }
 
 /// RFC 3339 UTC, the gateway clock's seconds.

@@ -72,7 +72,7 @@ pub(super) async fn forward(
     let result = cluster.forward(Request::from_parts(parts, body), authority.map(|a| a.as_str())).await;
     let elapsed = sent.elapsed();
     ctx.upstream_time = Some(elapsed);
-    metrics::histogram!(m::UPSTREAM_DURATION, "upstream" => cluster.name.to_string()).record(elapsed.as_secs_f64());
+    m::request::upstream_exchange(&cluster.name, elapsed.as_secs_f64());
     match result {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();

@@ -77,19 +77,16 @@ fn refusal(conn: &Conn, runtime: &Runtime, ctx: &RequestCtx, reason: Reason) -> 
 
 /// The request's metrics and access-log line.
 fn record(conn: &Conn, runtime: &Runtime, ctx: &RequestCtx, status: http::StatusCode, reason: Option<Reason>) {
-    let route = ctx.route.as_deref().unwrap_or("none").to_owned();
     let reason_code = reason.map_or("ok", Reason::code);
     let elapsed = ctx.started.elapsed();
-    metrics::counter!(
-        m::REQUESTS,
-        "route" => route.clone(),
-        "method" => method_label(&ctx.method),
-        "status" => status.as_str().to_owned(),
-        "reason" => reason_code,
-        "protocol" => protocol_label(ctx.version),
-    )
-    .increment(1);
-    metrics::histogram!(m::REQUEST_DURATION, "route" => route.clone()).record(elapsed.as_secs_f64());
+    m::request::answered(
+        &ctx.route,
+        method_label(&ctx.method),
+        status,
+        reason_code,
+        protocol_label(ctx.version),
+        elapsed.as_secs_f64(),
+    );
     tracing::info!(
         target: "spinegate::access",
         request_id = ctx.request_id.to_str().unwrap_or(""),
@@ -98,7 +95,7 @@ fn record(conn: &Conn, runtime: &Runtime, ctx: &RequestCtx, status: http::Status
         client = %conn.remote,
         method = %ctx.method,
         path = ctx.path.as_deref().unwrap_or(""),
-        route = %route,
+        route = ctx.route.as_deref().unwrap_or("none"),
         upstream = ctx.upstream.as_deref().unwrap_or(""),
         user_id = ctx.user_id.as_ref().map_or("", |u| u.as_str()),
         status = status.as_u16(),
