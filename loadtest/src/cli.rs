@@ -1,4 +1,4 @@
-//! The command line: `population`, `serve`, `config` and `run`. Arguments become typed,
+//! The command line: `population`, `serve`, `config`, `run` and `idle`. Arguments become typed,
 //! bounded values here, with a clear error for anything else; `commands` does the work.
 
 use std::net::SocketAddr;
@@ -37,6 +37,9 @@ pub enum Command {
     Config(ConfigArgs),
     /// Run a load scenario against a gateway on this machine and report.
     Run(Box<RunArgs>),
+    /// Open many mutual-TLS connections with cards, one request each, hold them idle, and report
+    /// the server's memory per connection.
+    Idle(IdleArgs),
 }
 
 /// `population`.
@@ -168,7 +171,7 @@ pub struct RunArgs {
     /// HTTP versions: h1, h2, h3, or weights such as h1=1,h2=1,h3=1 (h3: QUIC to the same port).
     #[arg(long, default_value = "h1=1,h2=1")]
     pub http: String,
-    /// Whose contract answers are judged by: spinegate or mtls-proxy (nginx).
+    /// Whose contract answers are judged by: spinegate or mtls-proxy (nginx, HAProxy).
     #[arg(long, default_value = "spinegate", value_parser = parse_profile)]
     pub expect: Profile,
     /// Which users: all, or served (only those the contract serves).
@@ -197,6 +200,56 @@ pub struct RunArgs {
     #[arg(long)]
     pub label: Option<String>,
     /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `idle`.
+#[derive(Debug, Args)]
+pub struct IdleArgs {
+    /// The population directory.
+    #[arg(long)]
+    pub population: PathBuf,
+    /// The server's address (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8443", value_parser = parse_loopback)]
+    pub target: SocketAddr,
+    /// The name the server certificate is checked for (and SNI).
+    #[arg(long, default_value = "localhost")]
+    pub server_name: String,
+    /// PEM CA of the server certificate (default: the population's pki/tls-root.pem).
+    #[arg(long)]
+    pub server_ca: Option<PathBuf>,
+    /// Connections to open and hold.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=200_000))]
+    pub connections: u32,
+    /// Connections opened per second, evenly spaced (each a full handshake with a card).
+    #[arg(long, default_value_t = 500.0)]
+    pub rate: f64,
+    /// Handshakes in flight at most; the opening waits beyond.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub in_flight: u32,
+    /// How long to hold them idle once all are open (up to 1h).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub hold: Duration,
+    /// HTTP version: h1 or h2.
+    #[arg(long, default_value = "h1")]
+    pub http: String,
+    /// Whose contract the request on each connection is judged by: spinegate or mtls-proxy.
+    #[arg(long, default_value = "spinegate", value_parser = parse_profile)]
+    pub expect: Profile,
+    /// A server process whose memory to read (repeat for several, e.g. nginx's master and worker).
+    #[arg(long)]
+    pub server_pid: Vec<u32>,
+    /// Bound on each connect and each request.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Seed of who each connection is for.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the report here as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
 }
@@ -291,5 +344,18 @@ mod tests {
             assert!(Cli::try_parse_from(&args).is_err(), "{args:?}");
         }
         assert!(Cli::try_parse_from(["spinegate-loadtest", "run", "--population", "p"]).is_ok());
+    }
+
+    #[test]
+    fn idle_takes_bounded_arguments_and_loopback_targets() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["spinegate-loadtest", "idle", "--population", "p"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        assert!(parse(&["--connections", "10000", "--hold", "10s", "--server-pid", "1", "--server-pid", "2"]).is_ok());
+        assert!(parse(&["--connections", "0"]).is_err());
+        assert!(parse(&["--target", "10.0.0.1:443"]).is_err());
+        assert!(parse(&["--hold", "a while"]).is_err());
     }
 }

@@ -10,8 +10,9 @@ pub enum Profile {
     /// spinegate: certificate checks at the handshake and per request, revocation, tokens, and
     /// role-based access on the patient route.
     Spinegate,
-    /// A plain mutual-TLS proxy (nginx with `ssl_verify_client on` and `ssl_ocsp on`): refuses
-    /// bad certificates with 400 after the handshake, knows nothing of tokens or roles.
+    /// A plain mutual-TLS proxy (nginx with `ssl_verify_client on` and `ssl_ocsp`, HAProxy with
+    /// `verify required` and a CRL): refuses bad certificates with 400 after the handshake
+    /// (nginx) or a TLS alert (HAProxy), knows nothing of tokens or roles.
     MtlsProxy,
 }
 

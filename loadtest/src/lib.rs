@@ -10,11 +10,11 @@
 //! phase, in HDR histograms; with the server's pid, results are also given per server
 //! core-second.
 //!
-//! It speaks to a gateway over the wire only (spinegate, or nginx on the same PKI), so it depends
-//! on `devpki` for certificates and never on the gateway crate.
+//! It speaks to a gateway over the wire only (spinegate, or nginx or HAProxy on the same PKI), so it
+//! depends on `devpki` for certificates and never on the gateway crate.
 //!
 //! ## Layout
-//! - [`cli`]: the command line (`population`, `serve`, `config`, `run`).
+//! - [`cli`]: the command line (`population`, `serve`, `config`, `run`, `idle`).
 //! - [`schedule`]: rates over time, the morning-peak curve, arrival times.
 //! - [`mix`]: who sessions are for, HTTP versions, user filters.
 //! - [`expect`]: what each user must get, and judging it.
@@ -22,6 +22,8 @@
 //! - [`session`]: one session, login to last call.
 //! - [`options`]: what a run is asked to do.
 //! - [`mod@run`]: the open-loop driver, progress line, CPU sampling.
+//! - [`mod@idle`]: many connections opened, held idle, and the server's memory per connection.
+//! - [`fdlimit`]: the loader's open-file limit, raised when it must hold many connections.
 //! - [`stats`]: histograms, counters, the timeline.
 //! - [`procstat`]: server CPU time and memory from `/proc`.
 //! - [`report`], [`plot`]: JSON, Markdown and SVG.
@@ -31,6 +33,8 @@
 pub mod cli;
 pub mod client;
 pub mod expect;
+pub mod fdlimit;
+pub mod idle;
 pub mod mix;
 pub mod options;
 pub mod plot;
@@ -43,6 +47,7 @@ pub mod serve;
 pub mod session;
 pub mod stats;
 
+pub use idle::{IdleOptions, IdleReport, idle};
 pub use options::RunOptions;
 pub use report::Report;
 pub use run::run;

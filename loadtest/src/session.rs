@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use spinegate_devpki::demo_service::PATIENTS;
 use spinegate_devpki::population::{Credential, PopUser, Population, class_label};
 
-use crate::client::{ClientBase, Connection, RequestSpec, connect};
+use crate::client::{ClientBase, Connection, RequestSpec, SessionTls, connect};
 use crate::expect::{Expected, Outcome, Profile, expected};
 use crate::mix::{Picker, Protocol, pick_weighted};
 use crate::rng::Rng;
@@ -94,7 +94,7 @@ pub async fn run_session(ctx: Arc<SessionContext>, k: u64, intended: Instant) {
         r.class_session(&judge.class);
     }
     let protocol = pick_weighted(&ctx.protocols, &mut rng);
-    match prepare(&ctx, &user, protocol, &mut rng) {
+    match prepare(&ctx.population, &ctx.client, &user, protocol, &mut rng) {
         Ok((config, spec)) => {
             if let Some(conn) = login(&judge, &config, &spec, intended).await {
                 calls(&judge, &config, &spec, conn, &mut rng).await;
@@ -109,12 +109,7 @@ pub async fn run_session(ctx: Arc<SessionContext>, k: u64, intended: Instant) {
 
 /// The login: a full handshake and the first request. Returns the connection when the user is
 /// served and the session goes on.
-async fn login(
-    judge: &Judge<'_>,
-    config: &crate::client::SessionTls,
-    spec: &RequestSpec,
-    intended: Instant,
-) -> Option<Connection> {
+async fn login(judge: &Judge<'_>, config: &SessionTls, spec: &RequestSpec, intended: Instant) -> Option<Connection> {
     let ctx = judge.ctx;
     let mut conn = match connect(&ctx.client, config, ctx.timeout).await {
         Ok(conn) => conn,
@@ -133,13 +128,7 @@ async fn login(
 
 /// The calls after the login, each after think time, on the kept-alive connection or a new one
 /// that resumes the session; the session ends at the first answer that is not the expected one.
-async fn calls(
-    judge: &Judge<'_>,
-    config: &crate::client::SessionTls,
-    spec: &RequestSpec,
-    mut conn: Connection,
-    rng: &mut Rng,
-) {
+async fn calls(judge: &Judge<'_>, config: &SessionTls, spec: &RequestSpec, mut conn: Connection, rng: &mut Rng) {
     let ctx = judge.ctx;
     let shape = ctx.shape;
     let calls = shape.calls_min + rng.below(u64::from(shape.calls_max - shape.calls_min) + 1) as u32;
@@ -179,22 +168,23 @@ async fn calls(
     }
 }
 
-/// Client settings and the request for `user`; a failure kind when the population cannot be
-/// read.
-fn prepare(
-    ctx: &SessionContext,
+/// Client settings and the request for `user`: the card (or token) and the role headers a
+/// clinical system sends. A failure kind when the population cannot be read.
+pub fn prepare(
+    population: &Population,
+    client: &ClientBase,
     user: &PopUser,
     protocol: Protocol,
     rng: &mut Rng,
-) -> Result<(crate::client::SessionTls, RequestSpec), &'static str> {
+) -> Result<(SessionTls, RequestSpec), &'static str> {
     let mut headers = Vec::with_capacity(3);
     let card = match user.credential {
         Credential::Smartcard(_) => {
-            let chain = ctx.population.chain(user.index).ok().flatten().ok_or("population_read")?;
-            Some((chain, ctx.population.key_slot(user.index)))
+            let chain = population.chain(user.index).ok().flatten().ok_or("population_read")?;
+            Some((chain, population.key_slot(user.index)))
         }
         Credential::Token(_) => {
-            let token = ctx.population.token(user.index).ok().flatten().ok_or("population_read")?;
+            let token = population.token(user.index).ok().flatten().ok_or("population_read")?;
             headers.push(("authorization", format!("Bearer {token}")));
             None
         }
@@ -205,7 +195,7 @@ fn prepare(
     headers.push(("nhsd-end-user-organisation-ods", role.org.clone()));
     let patient = PATIENTS[rng.below(PATIENTS.len() as u64) as usize].0;
     let spec = RequestSpec { path: format!("/Patient/{patient}"), headers };
-    Ok((ctx.client.session_config(card, protocol), spec))
+    Ok((client.session_config(card, protocol), spec))
 }
 
 /// Judges and times one session's steps.

@@ -3,61 +3,21 @@
 //! front of the population's own services: its OCSP responder, token key set and demo upstream.
 //! Correctness only: every answer must be what its user must get, and the counts must add up.
 
-use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use spinegate_devpki::KeyKind;
-use spinegate_devpki::population::{
-    Fractions, GatewaySettings, PopulationSpec, Services, full_config, open_or_generate,
-};
 use spinegate_loadtest::expect::Profile;
 use spinegate_loadtest::mix::{Mix, Protocol, UserFilter};
 use spinegate_loadtest::schedule::{Arrivals, Schedule, Shape};
 use spinegate_loadtest::session::SessionShape;
-use spinegate_loadtest::{RunOptions, run, serve};
+use spinegate_loadtest::{RunOptions, run};
 
-fn any_port() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_second_mixed_scenario_has_no_status_mismatch() {
-    let dir = tempfile::tempdir().unwrap();
-    // A small population with a few of every expected-failure kind; ECDSA keys keep minting quick.
-    let mut spec = PopulationSpec {
-        users: NonZeroU32::new(200).unwrap(),
-        seed: 11,
-        key_kind: KeyKind::EcdsaP256,
-        key_pool: NonZeroU32::new(4).unwrap(),
-        fractions: Fractions { token: 0.2, revoked: 0.06, expired: 0.06, expiring: 0.06, no_role: 0.06 },
-        organisations: NonZeroU32::new(8).unwrap(),
-        services: Services { ocsp: any_port(), jwks: any_port(), upstream: any_port() },
-    };
-    let (population, _) = open_or_generate(dir.path(), &spec, false, &|_, _| {}).unwrap();
-    let services = serve::start(Arc::new(population), spec.services).await.unwrap();
-    // Reopen with the ports the services got: the configuration names them.
-    spec.services = services.addrs;
-    let (population, reused) = open_or_generate(dir.path(), &spec, false, &|_, _| {}).unwrap();
-    assert!(reused);
-
-    let settings = GatewaySettings {
-        listen: any_port(),
-        admin: any_port(),
-        // Outside the configuration's directory, which the gateway watches for changes.
-        audit_file: dir.path().join("logs/audit.jsonl"),
-        log_level: "warn".into(),
-    };
-    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
-    std::fs::create_dir_all(dir.path().join("gateway")).unwrap();
-    let config_path = dir.path().join("gateway/spinegate.toml");
-    std::fs::write(&config_path, full_config(&population, &settings)).unwrap();
-    let config = spinegate_config::load(&config_path).unwrap();
-    let gateway = spinegate::Gateway::start(config, spinegate::Options::default()).await.unwrap();
-    let target = gateway.listener_addrs()[0];
-
-    let population = Arc::new(population);
+    let world = common::World::start().await;
+    let (population, target) = (Arc::clone(&world.population), world.target);
     let options = RunOptions {
         target,
         server_name: "localhost".into(),
@@ -112,7 +72,7 @@ async fn five_second_mixed_scenario_has_no_status_mismatch() {
     assert_eq!(report.latency.all_requests.count, counts.requests);
     assert!(report.server.is_some(), "CPU time of this process was read");
 
-    let out = dir.path().join("report");
+    let out = world.dir.path().join("report");
     report.write(&out).unwrap();
     for name in ["report.json", "report.md", "report.svg"] {
         assert!(std::fs::metadata(out.join(name)).unwrap().len() > 0, "{name}");
@@ -120,6 +80,5 @@ async fn five_second_mixed_scenario_has_no_status_mismatch() {
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["mismatches"]["total"], 0);
 
-    gateway.shutdown(Duration::from_secs(2)).await;
-    services.shutdown().await;
+    world.stop().await;
 }

@@ -9,8 +9,9 @@ use spinegate_devpki::population::{
     Fractions, GatewaySettings, Population, PopulationSpec, Services, full_config, open_or_generate,
 };
 
-use super::{Cli, Command, ConfigArgs, PopulationArgs, RunArgs, ServeArgs};
-use crate::mix::{parse_mix, parse_protocols};
+use super::{Cli, Command, ConfigArgs, IdleArgs, PopulationArgs, RunArgs, ServeArgs};
+use crate::idle::{IdleOptions, idle};
+use crate::mix::{Protocol, parse_mix, parse_protocols};
 use crate::options::RunOptions;
 use crate::run::run;
 use crate::schedule::{Schedule, Shape};
@@ -23,6 +24,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<bool> {
         Command::Serve(args) => serve(args).await.map(|()| true),
         Command::Config(args) => config(args).map(|()| true),
         Command::Run(args) => run_command(*args).await,
+        Command::Idle(args) => idle_command(args).await,
     }
 }
 
@@ -175,5 +177,42 @@ async fn run_command(args: RunArgs) -> anyhow::Result<bool> {
         eprintln!("report: {}/report.{{json,md,svg}}", dir.display());
     }
     println!("{}", report.markdown());
+    Ok(report.passed)
+}
+
+async fn idle_command(args: IdleArgs) -> anyhow::Result<bool> {
+    anyhow::ensure!(args.hold <= Duration::from_secs(3600), "--hold is at most 1h");
+    anyhow::ensure!(
+        args.timeout >= Duration::from_millis(10) && args.timeout <= Duration::from_secs(300),
+        "--timeout is between 10ms and 5m"
+    );
+    anyhow::ensure!(args.rate > 0.0 && args.rate <= 100_000.0, "--rate is between 0 and 100000 connections/s");
+    let protocol = match parse_protocols(&args.http)?.as_slice() {
+        [(protocol @ (Protocol::Http1 | Protocol::Http2), _)] => *protocol,
+        _ => anyhow::bail!("--http {:?}: idle connections speak one of h1 or h2", args.http),
+    };
+    let population = Arc::new(Population::open(&args.population)?);
+    let server_ca = args.server_ca.unwrap_or_else(|| population.path("pki/tls-root.pem"));
+    let options = IdleOptions {
+        target: args.target,
+        server_name: args.server_name,
+        server_ca,
+        connections: NonZeroU32::new(args.connections).context("--connections must be at least 1")?,
+        rate: args.rate,
+        in_flight: NonZeroU32::new(args.in_flight).context("--in-flight must be at least 1")?,
+        hold: args.hold,
+        protocol,
+        profile: args.expect,
+        server_pids: args.server_pid,
+        timeout: args.timeout,
+        seed: args.seed,
+        progress: !args.quiet,
+    };
+    let report = idle(population, options).await?;
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report).context("serialising the report")?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    print!("{}", report.text());
     Ok(report.passed)
 }

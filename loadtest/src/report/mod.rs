@@ -1,4 +1,4 @@
-//! The final report: one value, written as JSON (for scripts such as `bench/compare-nginx`), as
+//! The final report: one value, written as JSON (for scripts such as `bench/compare-peers`), as
 //! Markdown (for people), and as an SVG plot of throughput and p50/p99 over time.
 
 use std::collections::BTreeMap;
