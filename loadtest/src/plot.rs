@@ -166,7 +166,15 @@ mod tests {
     #[test]
     fn plot_is_an_svg_with_both_panels() {
         let timeline: Vec<Second> = (0..30)
-            .map(|t| Second { t, sessions: 10, requests: 50 + t, mismatches: 0, p50_ms: 2.0, p99_ms: 9.5 })
+            .map(|t| Second {
+                t,
+                sessions: 10,
+                requests: 50 + t,
+                mismatches: 0,
+                p50_ms: 2.0,
+                p99_ms: 9.5,
+                server_rss_kib: None,
+            })
             .collect();
         let svg = svg(&timeline, 5.0, "a <run>");
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));

@@ -50,6 +50,19 @@ pub async fn run(population: Arc<Population>, options: RunOptions) -> anyhow::Re
         tokio::time::sleep_until(measure_from.into()).await;
         procstat::cpu_ticks(&pids).ok()
     });
+    // The servers' memory every second, for the timeline and the per-minute table.
+    let memory_sampler = (!options.server_pids.is_empty()).then(|| {
+        let (recorder, pids) = (Arc::clone(&recorder), options.server_pids.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                if let Ok(memory) = procstat::memory(&pids) {
+                    lock(&recorder).server_memory(Instant::now(), memory.vm_rss_kib);
+                }
+            }
+        })
+    });
     let progress = options.progress.then(|| {
         tokio::spawn(progress_line(
             Arc::clone(&recorder),
@@ -75,6 +88,9 @@ pub async fn run(population: Arc<Population>, options: RunOptions) -> anyhow::Re
     }
     drain(&ctx, sessions, if interrupted { Duration::from_secs(2) } else { options.drain }).await;
     let memory = procstat::memory(&options.server_pids).ok();
+    if let Some(sampler) = memory_sampler {
+        sampler.abort();
+    }
     if let Some(p) = progress {
         p.abort();
         eprintln!();

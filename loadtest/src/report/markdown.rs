@@ -13,12 +13,31 @@ impl Report {
         self.throughput(&mut md);
         self.latency_table(&mut md);
         self.server_section(&mut md);
+        self.minutes_table(&mut md);
         let _ = writeln!(
             md,
             "\nMachine: {} × {}, Linux {}.",
             self.machine.cpus, self.machine.cpu_model, self.machine.kernel
         );
         md
+    }
+
+    /// Per minute, for runs of two minutes or more: is latency flat once warm, is memory flat?
+    fn minutes_table(&self, md: &mut String) {
+        if self.minutes.len() < 2 {
+            return;
+        }
+        let _ = writeln!(md, "\n## Per minute\n");
+        let _ = writeln!(md, "| minute | requests | p50 ms | p99 ms | p99.9 ms | server RSS MiB |");
+        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|");
+        for m in &self.minutes {
+            let rss = m.server_rss_kib.map_or_else(|| "—".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {rss} |",
+                m.minute, m.requests, m.p50_ms, m.p99_ms, m.p999_ms
+            );
+        }
     }
 
     fn heading(&self, md: &mut String) {

@@ -11,7 +11,7 @@ use crate::mix::UserFilter;
 use crate::options::RunOptions;
 use crate::procstat::{Machine, Memory};
 use crate::schedule::{Arrivals, Shape};
-use crate::stats::{ClassTally, Counts, Recorder, Second, Summary, per_core_second, round3};
+use crate::stats::{ClassTally, Counts, Minute, Recorder, Second, Summary, per_core_second, round3};
 
 mod markdown;
 
@@ -52,6 +52,8 @@ pub struct Report {
     pub classes: BTreeMap<String, ClassTally>,
     /// One entry per second.
     pub timeline: Vec<Second>,
+    /// One entry per minute: its own latency percentiles and the server's memory at its end.
+    pub minutes: Vec<Minute>,
 }
 
 /// The population used.
@@ -310,6 +312,7 @@ pub(crate) fn build(inputs: Inputs<'_>) -> Report {
         failures: recorder.failures.clone(),
         classes: recorder.classes.clone(),
         timeline: recorder.finish_timeline(),
+        minutes: recorder.finish_minutes(),
     }
 }
 

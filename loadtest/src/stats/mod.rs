@@ -72,6 +72,27 @@ pub struct Second {
     pub p50_ms: f64,
     /// 99th percentile, ms.
     pub p99_ms: f64,
+    /// The servers' resident memory at the end of the second (`--server-pid`), KiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_rss_kib: Option<u64>,
+}
+
+/// One minute of the run: what a soak is judged by (is p99 flat once warm, is memory flat?).
+/// Percentiles are of the minute's own requests, not of its seconds' percentiles.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Minute {
+    /// Minutes since the start (the last one may be partial).
+    pub minute: u64,
+    /// Requests answered.
+    pub requests: u64,
+    /// Median request latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// 99.9th percentile, ms.
+    pub p999_ms: f64,
+    /// The servers' resident memory at the end of the minute, KiB.
+    pub server_rss_kib: Option<u64>,
 }
 
 /// Everything recorded during a run.
@@ -109,6 +130,9 @@ pub struct Recorder {
     timeline: Vec<Second>,
     current: Second,
     current_latency: Latency,
+    minutes: Vec<Minute>,
+    minute: Minute,
+    minute_latency: Latency,
 }
 
 impl Recorder {
@@ -134,6 +158,9 @@ impl Recorder {
             timeline: Vec::new(),
             current: Second::default(),
             current_latency: Latency::with_precision(2),
+            minutes: Vec::new(),
+            minute: Minute::default(),
+            minute_latency: Latency::with_precision(2),
         }
     }
 
@@ -165,6 +192,8 @@ impl Recorder {
         if matches!(phase, Phase::FirstRequest | Phase::LaterRequest) {
             self.current.requests += 1;
             self.current_latency.record(latency);
+            self.minute.requests += 1;
+            self.minute_latency.record(latency);
         }
         if !self.measuring(at) {
             return;
@@ -248,6 +277,27 @@ impl Recorder {
         let next = Second { t: self.current.t + 1, ..Second::default() };
         self.timeline.push(std::mem::replace(&mut self.current, next));
         self.current_latency.reset();
+        if self.current.t.is_multiple_of(60) {
+            self.close_minute();
+        }
+    }
+
+    fn close_minute(&mut self) {
+        self.minute.p50_ms = round3(self.minute_latency.quantile_ms(0.5));
+        self.minute.p99_ms = round3(self.minute_latency.quantile_ms(0.99));
+        self.minute.p999_ms = round3(self.minute_latency.quantile_ms(0.999));
+        self.minute.server_rss_kib = self.timeline.iter().rev().find_map(|s| s.server_rss_kib);
+        let next = Minute { minute: self.minute.minute + 1, ..Minute::default() };
+        self.minutes.push(std::mem::replace(&mut self.minute, next));
+        self.minute_latency.reset();
+    }
+
+    /// The servers' resident memory now: recorded on the last closed second.
+    pub fn server_memory(&mut self, now: Instant, rss_kib: u64) {
+        self.roll(now);
+        if let Some(second) = self.timeline.last_mut() {
+            second.server_rss_kib = Some(rss_kib);
+        }
     }
 
     /// The closed seconds so far.
@@ -259,6 +309,15 @@ impl Recorder {
     pub fn finish_timeline(&mut self) -> Vec<Second> {
         self.close_second();
         std::mem::take(&mut self.timeline)
+    }
+
+    /// Closes the current (partial) minute, unless it has just begun empty, and returns the
+    /// minutes. Call after [`Recorder::finish_timeline`]'s last second is known: before it.
+    pub fn finish_minutes(&mut self) -> Vec<Minute> {
+        if self.minute.requests > 0 {
+            self.close_minute();
+        }
+        std::mem::take(&mut self.minutes)
     }
 
     /// Request latency (first and later) over the measured window.
@@ -320,5 +379,28 @@ mod tests {
         assert!((timeline[0].p50_ms - 4.0).abs() < 0.05, "{:?}", timeline[0]);
         assert!((timeline[3].p99_ms - 8.0).abs() < 0.1, "{:?}", timeline[3]);
         assert_eq!(timeline.iter().map(|s| s.t).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn minutes_hold_their_own_percentiles_and_the_last_memory_reading() {
+        let start = Instant::now();
+        let mut r = Recorder::new(start, start);
+        // Minute 0: 99 fast requests and one slow; minute 1: one request, partial.
+        for i in 0..99 {
+            r.phase(Phase::LaterRequest, start + Duration::from_millis(100 + i * 10), Duration::from_millis(2));
+        }
+        r.phase(Phase::LaterRequest, start + Duration::from_secs(30), Duration::from_millis(500));
+        r.server_memory(start + Duration::from_secs(41), 1000);
+        r.server_memory(start + Duration::from_secs(59), 2000);
+        r.phase(Phase::LaterRequest, start + Duration::from_secs(61), Duration::from_millis(7));
+        let timeline = r.finish_timeline();
+        assert_eq!(timeline.len(), 62);
+        let minutes = r.finish_minutes();
+        assert_eq!(minutes.len(), 2, "{minutes:?}");
+        assert_eq!((minutes[0].minute, minutes[0].requests), (0, 100));
+        assert!((minutes[0].p50_ms - 2.0).abs() < 0.05, "{:?}", minutes[0]);
+        assert!(minutes[0].p999_ms > 400.0, "the slow request is the minute's tail: {:?}", minutes[0]);
+        assert_eq!(minutes[0].server_rss_kib, Some(2000), "the last reading of the minute");
+        assert_eq!((minutes[1].minute, minutes[1].requests), (1, 1));
     }
 }
