@@ -298,12 +298,19 @@ mod tests {
     #[test]
     fn installing_the_recorder_starts_histogram_upkeep() {
         install();
-        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .map(|name| name.trim().to_owned())
-            .collect();
-        assert!(threads.iter().any(|t| t == "spinegate-metri"), "threads: {threads:?}");
+        let threads = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect()
+        };
+        // A new thread names itself once it runs: until then it shows its parent's name.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !threads().iter().any(|t| t == "spinegate-metri") && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(threads().iter().any(|t| t == "spinegate-metri"), "threads: {:?}", threads());
     }
 
     #[test]
