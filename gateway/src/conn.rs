@@ -52,6 +52,19 @@ pub struct Conn {
     pub alt_svc: Option<HeaderValue>,
 }
 
+impl Conn {
+    /// A connection just past its handshake, with no traffic yet.
+    pub fn new(
+        services: Arc<Services>,
+        listener: usize,
+        remote: SocketAddr,
+        peer: Option<Peer>,
+        alt_svc: Option<HeaderValue>,
+    ) -> Self {
+        Self { services, listener, remote, peer, traffic: Traffic::default(), close: Notify::new(), alt_svc }
+    }
+}
+
 /// A connection's traffic: when it opened, requests started and in flight, and when it was last
 /// active (for the first-request and idle timers and the drain). Not an RBAC activity.
 #[derive(Debug)]

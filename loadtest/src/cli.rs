@@ -127,13 +127,13 @@ pub struct ConfigArgs {
     pub out: Option<PathBuf>,
 }
 
-/// `run`.
+/// What `run` and `idle` share: the population, and the server it is run against.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub struct ServerArgs {
     /// The population directory.
     #[arg(long)]
     pub population: PathBuf,
-    /// The gateway's address (loopback only).
+    /// The server's address (loopback only).
     #[arg(long, default_value = "127.0.0.1:8443", value_parser = parse_loopback)]
     pub target: SocketAddr,
     /// The name the server certificate is checked for (and SNI).
@@ -142,6 +142,14 @@ pub struct RunArgs {
     /// PEM CA of the server certificate (default: the population's pki/tls-root.pem).
     #[arg(long)]
     pub server_ca: Option<PathBuf>,
+}
+
+/// `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The population and the server it is run against.
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Session arrivals: constant:RATE, ramp:FROM:TO (sessions per second) or peak:FACTOR (the
     /// national morning peak, 1.0 = 3,500 requests/s at 09:00).
     #[arg(long, default_value = "constant:20")]
@@ -207,18 +215,9 @@ pub struct RunArgs {
 /// `idle`.
 #[derive(Debug, Args)]
 pub struct IdleArgs {
-    /// The population directory.
-    #[arg(long)]
-    pub population: PathBuf,
-    /// The server's address (loopback only).
-    #[arg(long, default_value = "127.0.0.1:8443", value_parser = parse_loopback)]
-    pub target: SocketAddr,
-    /// The name the server certificate is checked for (and SNI).
-    #[arg(long, default_value = "localhost")]
-    pub server_name: String,
-    /// PEM CA of the server certificate (default: the population's pki/tls-root.pem).
-    #[arg(long)]
-    pub server_ca: Option<PathBuf>,
+    /// The population and the server it is run against.
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Connections to open and hold.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=200_000))]
     pub connections: u32,

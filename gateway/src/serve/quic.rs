@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use super::lifecycle::{Handshake, Step, Timers};
 use super::quic_body::RequestBody;
-use crate::conn::{CLOSE_GRACE, CloseReason, Conn, Traffic};
+use crate::conn::{CLOSE_GRACE, CloseReason, Conn};
 use crate::metrics as m;
 use crate::peer::Peer;
 use crate::pipeline;
@@ -211,15 +211,7 @@ async fn serve_connection(
         .and_then(|identity| identity.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>().ok())
         .and_then(|chain| Peer::new(&chain));
 
-    let conn = Arc::new(Conn {
-        services,
-        listener: index,
-        remote,
-        peer,
-        traffic: Traffic::default(),
-        close: tokio::sync::Notify::new(),
-        alt_svc: None,
-    });
+    let conn = Arc::new(Conn::new(services, index, remote, peer, None));
     let open = metrics::gauge!(m::CONNECTIONS_OPEN, "listener" => listener_name.clone());
     open.increment(1.0);
     let cap = u64::try_from(limits.max_request_header_bytes.get().saturating_mul(2)).unwrap_or(u64::MAX);

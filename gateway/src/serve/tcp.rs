@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use super::lifecycle::{Handshake, Step, Timers};
-use crate::conn::{self, CloseReason, Conn, SendTimeout, Traffic};
+use crate::conn::{self, CloseReason, Conn, SendTimeout};
 use crate::metrics as m;
 use crate::peer::Peer;
 use crate::pipeline;
@@ -104,15 +104,7 @@ async fn serve_connection(
     let h2 = session.alpn_protocol() == Some(b"h2");
     let peer = session.peer_certificates().and_then(Peer::new);
 
-    let conn = Arc::new(Conn {
-        services,
-        listener: index,
-        remote,
-        peer,
-        traffic: Traffic::default(),
-        close: tokio::sync::Notify::new(),
-        alt_svc,
-    });
+    let conn = Arc::new(Conn::new(services, index, remote, peer, alt_svc));
     let open = metrics::gauge!(m::CONNECTIONS_OPEN, "listener" => listener_name.clone());
     open.increment(1.0);
     let service = {

@@ -1,6 +1,8 @@
 //! What each subcommand does, once its arguments are typed.
 
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use spinegate_devpki::population::{
     Fractions, GatewaySettings, Population, PopulationSpec, Services, full_config, open_or_generate,
 };
 
-use super::{Cli, Command, ConfigArgs, IdleArgs, PopulationArgs, RunArgs, ServeArgs};
+use super::{Cli, Command, ConfigArgs, IdleArgs, PopulationArgs, RunArgs, ServeArgs, ServerArgs};
 use crate::idle::{IdleOptions, idle};
 use crate::mix::{Protocol, parse_mix, parse_protocols};
 use crate::options::RunOptions;
@@ -148,11 +150,10 @@ async fn run_command(args: RunArgs) -> anyhow::Result<bool> {
     let schedule = Schedule::new(Shape::parse(&args.schedule, shape.mean_requests())?, args.duration)?;
     let mix = parse_mix(&args.mix)?;
     let protocols = parse_protocols(&args.http)?;
-    let population = Arc::new(Population::open(&args.population)?);
-    let server_ca = args.server_ca.unwrap_or_else(|| population.path("pki/tls-root.pem"));
+    let (population, target, server_name, server_ca) = args.server.open()?;
     let options = RunOptions {
-        target: args.target,
-        server_name: args.server_name,
+        target,
+        server_name,
         server_ca,
         schedule,
         warmup: args.warmup,
@@ -191,11 +192,10 @@ async fn idle_command(args: IdleArgs) -> anyhow::Result<bool> {
         [(protocol @ (Protocol::Http1 | Protocol::Http2), _)] => *protocol,
         _ => anyhow::bail!("--http {:?}: idle connections speak one of h1 or h2", args.http),
     };
-    let population = Arc::new(Population::open(&args.population)?);
-    let server_ca = args.server_ca.unwrap_or_else(|| population.path("pki/tls-root.pem"));
+    let (population, target, server_name, server_ca) = args.server.open()?;
     let options = IdleOptions {
-        target: args.target,
-        server_name: args.server_name,
+        target,
+        server_name,
         server_ca,
         connections: NonZeroU32::new(args.connections).context("--connections must be at least 1")?,
         rate: args.rate,
@@ -215,4 +215,14 @@ async fn idle_command(args: IdleArgs) -> anyhow::Result<bool> {
     }
     print!("{}", report.text());
     Ok(report.passed)
+}
+
+impl ServerArgs {
+    /// The population opened, and the server's address, name and CA (by default the
+    /// population's own TLS root).
+    fn open(self) -> anyhow::Result<(Arc<Population>, SocketAddr, String, PathBuf)> {
+        let population = Arc::new(Population::open(&self.population)?);
+        let server_ca = self.server_ca.unwrap_or_else(|| population.path("pki/tls-root.pem"));
+        Ok((population, self.target, self.server_name, server_ca))
+    }
 }
